@@ -1,0 +1,3 @@
+"""genaug: precomputed generative augmentations for contrastive learning (GenCL)."""
+
+__version__ = "0.1.0"

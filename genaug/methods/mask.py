@@ -1,0 +1,1 @@
+"""mask method (being written; registers its method spec and presets here)."""

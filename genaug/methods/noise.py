@@ -1,0 +1,1 @@
+"""noise method (being written; registers its method spec and presets here)."""

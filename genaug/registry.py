@@ -1,0 +1,190 @@
+"""Registry of augmentation methods and model presets, and the editor contract.
+
+The pipeline only ever talks to an :class:`Editor`; it knows nothing of model internals.
+A method (``mask``, ``noise``) declares its options; a preset names the model size and the
+weight files it needs and knows how to build an editor from resolved files.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightFile:
+    """One downloadable weight file of a preset."""
+
+    name: str  # logical name the builder asks for, e.g. "tokenizer"
+    filename: str  # file name inside the preset's cache folder
+    url: str  # public download URL
+    sha256: str | None  # expected checksum; None = not pinned (the computed one is still recorded)
+    description: str = ""  # what the file is, for `genaug models` and error messages
+    archive_member: str | None = None  # member to extract when the URL is an archive
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionSpec:
+    """A method option; the CLI turns it into ``--name-with-dashes``."""
+
+    name: str  # python identifier
+    type: Any  # int, float, str, bool, or a tuple of allowed strings
+    default: Any  # value used when the user gives none
+    help: str  # one line for --help
+    affects_output: bool = True  # part of the resume fingerprint
+
+
+@dataclasses.dataclass(frozen=True)
+class EditorContext:
+    """Everything a preset needs to build an editor."""
+
+    preset: "Preset"
+    weights: Mapping[str, Path]  # WeightFile.name -> local path (empty for random-init presets)
+    device: torch.device
+    precision: str  # "fp32" | "bf16" | "auto" (bf16 where faithful on CUDA, fp32 on CPU)
+    options: Mapping[str, Any]  # validated method options
+
+
+@dataclasses.dataclass
+class EditResult:
+    images: torch.Tensor  # (B, 3, H, W) uint8, on the editor's device
+    params: list[dict]  # per-sample, JSON-serialisable edit parameters
+
+
+class Editor(abc.ABC):
+    """A batched generative editor: uint8 images in, uint8 images out.
+
+    Contract: the output for a sample depends only on (its seed, its label, its image,
+    the model and the options), never on batch size or batch neighbours.
+    """
+
+    method: str
+    preset: str
+    resolution: int  # side length of the square input the pipeline must provide
+
+    @abc.abstractmethod
+    def edit(self, images: torch.Tensor, seeds: Sequence[int], labels: torch.Tensor) -> EditResult:
+        """images: (B, 3, R, R) uint8 on device; seeds: B python ints (63-bit);
+        labels: (B,) int64 on device, -1 where the source has no label."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict:
+        """JSON-serialisable facts for the manifest: parameter count, settings, precision."""
+
+    def parameter_count(self) -> int:
+        """Number of parameters used to augment one image."""
+        return int(self.describe().get("parameters", 0))
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    name: str  # e.g. "maskgit-imagenet256"
+    method: str  # "mask" | "noise"
+    description: str
+    files: tuple[WeightFile, ...]  # empty for random-init presets
+    build: Callable[[EditorContext], Editor]  # imports the model lazily
+    random_init: bool = False  # True: output is meaningless, for tests and smoke runs
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    description: str
+    default_preset: str
+    options: tuple[OptionSpec, ...] = ()
+
+    def validate_options(self, given: Mapping[str, Any]) -> dict:
+        """Fill defaults and check types/choices; raise ValueError naming the bad value."""
+        known = {o.name: o for o in self.options}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise ValueError(
+                f"method {self.name!r} has no option(s) {unknown}; its options are {sorted(known)}"
+            )
+        out = {}
+        for opt in self.options:
+            value = given.get(opt.name)
+            out[opt.name] = opt.default if value is None else _coerce(opt, value)
+        return out
+
+
+def _coerce(opt: OptionSpec, value: Any) -> Any:
+    if isinstance(opt.type, tuple):
+        if value not in opt.type:
+            raise ValueError(f"--{opt.name.replace('_', '-')} {value!r}: choose one of {list(opt.type)}")
+        return value
+    try:
+        return opt.type(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"--{opt.name.replace('_', '-')} {value!r}: expected {opt.type.__name__}"
+        ) from err
+
+
+class Registry:
+    """Methods and presets by name. Methods register themselves on import of genaug.methods."""
+
+    def __init__(self) -> None:
+        self._methods: dict[str, MethodSpec] = {}
+        self._presets: dict[str, Preset] = {}
+
+    def register_method(self, spec: MethodSpec) -> MethodSpec:
+        if spec.name in self._methods:
+            raise ValueError(f"method {spec.name!r} is already registered")
+        self._methods[spec.name] = spec
+        return spec
+
+    def register_preset(self, preset: Preset) -> Preset:
+        if preset.name in self._presets:
+            raise ValueError(f"preset {preset.name!r} is already registered")
+        self._presets[preset.name] = preset
+        return preset
+
+    def unregister_preset(self, name: str) -> None:
+        """For tests that register a temporary preset."""
+        self._presets.pop(name, None)
+
+    def unregister_method(self, name: str) -> None:
+        self._methods.pop(name, None)
+
+    def method(self, name: str) -> MethodSpec:
+        _load_builtin_methods()
+        if name not in self._methods:
+            raise ValueError(f"unknown method {name!r}; choose one of {sorted(self._methods)}")
+        return self._methods[name]
+
+    def preset(self, name: str, method: str | None = None) -> Preset:
+        _load_builtin_methods()
+        if name not in self._presets:
+            raise ValueError(
+                f"unknown preset {name!r}; known presets: {sorted(self._presets)} (see `genaug models`)"
+            )
+        preset = self._presets[name]
+        if method is not None and preset.method != method:
+            raise ValueError(
+                f"preset {name!r} belongs to method {preset.method!r}, not {method!r}"
+            )
+        return preset
+
+    def methods(self) -> list[MethodSpec]:
+        _load_builtin_methods()
+        return [self._methods[k] for k in sorted(self._methods)]
+
+    def presets(self, method: str | None = None) -> list[Preset]:
+        _load_builtin_methods()
+        return [p for k, p in sorted(self._presets.items()) if method in (None, p.method)]
+
+
+REGISTRY = Registry()
+
+
+def _load_builtin_methods() -> None:
+    """Importing genaug.methods registers the built-in methods and presets (idempotent)."""
+    import genaug.methods  # noqa: F401  (import for its registrations)
