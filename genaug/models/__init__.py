@@ -1,0 +1,1 @@
+"""Model ports (pure nn.Modules): IC-GAN generator and instance encoder, MaskGIT."""
