@@ -1,0 +1,1 @@
+"""Sampling math, kept apart from models and pipelines."""
