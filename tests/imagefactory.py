@@ -100,10 +100,10 @@ def webp_bytes(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
     return _save(pattern_image(width, height, seed), "WEBP", quality=90)
 
 
-def truncated_jpeg_bytes(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
-    """The first half of a valid JPEG: the header parses, decoding runs out of data."""
+def truncated_jpeg_bytes(width: int = 96, height: int = 72, seed: int = 0) -> bytes:
+    """The first three quarters of a valid JPEG: the header parses, decoding runs out of data."""
     data = jpeg_bytes(width, height, seed)
-    return data[: len(data) // 2]
+    return data[: len(data) * 3 // 4]
 
 
 def _png_chunk(tag: bytes, payload: bytes) -> bytes:
@@ -137,7 +137,7 @@ def odd_file_bytes(kind: str, seed: int = 0) -> bytes:
 def broken_file_bytes(kind: str, seed: int = 0) -> bytes:
     """Bytes of an input of `kind` (one of BROKEN_KINDS) that preprocessing must reject."""
     makers = {
-        "truncated": lambda: truncated_jpeg_bytes(64, 48, seed),
+        "truncated": lambda: truncated_jpeg_bytes(seed=seed),
         "zero_byte": lambda: b"",
         "text": lambda: b"this is a text file, not an image\n" * 3,
         "tiny": lambda: jpeg_bytes(8, 8, seed),
