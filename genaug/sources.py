@@ -1,0 +1,389 @@
+"""Input sources: where the images of a build come from, in a deterministic streaming order.
+
+``open_source(data)`` picks the kind from what `data` is (rules in docs/inputs-and-inspect.md):
+
+* ``None``: ``$GENAUG_DATA`` if set, else the photos bundled in ``genaug/samples`` (logged);
+* a brace pattern (``x-{0000..0099}.tar``), a URL, a ``.tar`` file, or a list of them: WebDataset
+  shards (``jpg``/``jpeg``/``png``/``webp`` image field, optional ``cls`` label);
+* a directory that holds no images itself and whose every subfolder directly holds images:
+  ImageNet-style class folders (label = index of the folder name in sorted order);
+* any other directory: all images below it, recursively, unlabelled;
+* any other file: a text/CSV list of ``path[,label]`` lines.
+
+Iteration streams: directories are listed one at a time (os.scandir, sorted by name), list files
+and tars are read line by line / member by member, so memory does not grow with the dataset size.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import os
+import re
+import tarfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import IO, Iterator, Sequence
+
+import braceexpand
+import webdataset
+
+from genaug.preprocess import BadInput
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff",
+                            ".ppm", ".pgm", ".pbm", ".pnm"})  # file-name suffixes taken as images
+SHARD_IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")  # image fields of input shards, in preference order
+SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+KEY_HASH_BYTES = 5  # 10 hex digits appended to slug keys
+SLUG_MAX = 60  # characters of the path kept in a slug key (its tail)
+CLEAN_KEY = re.compile(r"[A-Za-z0-9_-]{1,80}")
+WNID_KEY = re.compile(r"(n\d{8})_[A-Za-z0-9_-]+")
+HEADER_NAMES = frozenset({"path", "file", "filename", "filepath", "image", "img"})
+ENV_DATA = "GENAUG_DATA"
+
+
+class SourceError(ValueError):
+    """A --data value that cannot be used; the message names it and says what to do."""
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    index: int  # position in the deterministic order (0-based); chunk = index // shard_size
+    key: str  # unique, deterministic, no '.' and no '/'
+    source: str  # file path, or "<shard url>#<member key>" for shard sources
+    label: int | None  # class index, None when the source is unlabelled
+    wnid: str | None  # class folder name (ImageNet synset id) when known
+    data: bytes | None  # bytes already in hand (shard sources); None -> read `source` in a worker
+
+
+def slug_key(text: str, hashed: str | None = None) -> str:
+    """`text` made key-safe ([A-Za-z0-9_-], tail of at most SLUG_MAX chars) plus '-' and 10 hex digits
+    of blake2b(`hashed` or `text`), so distinct inputs keep distinct keys even when slugs coincide."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")[-SLUG_MAX:].lstrip("_-") or "x"
+    raw = hashed if hashed is not None else text
+    digest = hashlib.blake2b(os.fsencode(raw), digest_size=KEY_HASH_BYTES).hexdigest()
+    return f"{slug}-{digest}"
+
+
+def path_key(relpath: str) -> str:
+    """Key of a file at `relpath` (posix, relative to the source root): slug of the path without
+    its suffix, plus a hash of the full relative path (suffix included)."""
+    return slug_key(_strip_suffix(relpath), hashed=relpath)
+
+
+def is_image_name(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def _sorted_entries(folder: str) -> list[os.DirEntry]:
+    with os.scandir(folder) as it:
+        return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+
+
+def walk_images(root: str, rel: str = "", seen: tuple = ()) -> Iterator[tuple[str, str]]:
+    """(relative posix path, absolute path) of every image below `root`, depth first, each folder's
+    entries sorted by name; symlinked folders are followed once (loops are cut)."""
+    folder = os.path.join(root, rel) if rel else root
+    stat = os.stat(folder)
+    ident = (stat.st_dev, stat.st_ino)
+    if ident in seen:
+        log.warning("skipping %s: symlink loop", folder)
+        return
+    for entry in _sorted_entries(folder):
+        child = f"{rel}/{entry.name}" if rel else entry.name
+        if entry.is_dir():
+            yield from walk_images(root, child, seen + (ident,))
+        elif entry.is_file() and is_image_name(entry.name):
+            yield child, entry.path
+
+
+class Source:
+    """Base class: subclasses set description/kind/labelled and implement _records()."""
+
+    description: str  # one line for logs and the manifest
+    kind: str  # "imagenet-folder" | "image-folder" | "file-list" | "shards" | "samples"
+    labelled: bool  # True when items carry labels
+
+    def _records(self) -> Iterator[tuple[str, str, int | None, str | None, bytes | None]]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        for index, (key, source, label, wnid, data) in enumerate(self._records()):
+            yield SourceItem(index=index, key=key, source=source, label=label, wnid=wnid, data=data)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.description}>"
+
+
+class ImageFolderSource(Source):
+    """Every image below a folder, recursively, unlabelled; key = path_key(relative path)."""
+
+    def __init__(self, root: Path, kind: str = "image-folder"):
+        self.root = str(root)
+        self.kind = kind
+        self.labelled = False
+        self.description = f"{'bundled sample photos' if kind == 'samples' else 'image folder'} {root}"
+        if next(walk_images(self.root), None) is None:
+            raise SourceError(f"--data {root}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in it "
+                              "or its subfolders")
+
+    def _records(self):
+        for rel, path in walk_images(self.root):
+            yield path_key(rel), path, None, None, None
+
+
+class ImageNetFolderSource(Source):
+    """root/<class>/<file>: label = position of <class> among the sorted class folder names.
+
+    Key: the file stem when it follows the ImageNet naming '<wnid>_<id>' (key-safe, unique in its
+    folder), e.g. n01440764_10026; otherwise path_key(<class>/<relative path>)."""
+
+    kind = "imagenet-folder"
+    labelled = True
+
+    def __init__(self, root: Path, classes: list[str]):
+        self.root = str(root)
+        self.classes = classes
+        self.description = f"ImageNet-style class folders {root} ({len(classes)} classes)"
+
+    def _records(self):
+        for label, wnid in enumerate(self.classes):
+            class_dir = os.path.join(self.root, wnid)
+            entries = _sorted_entries(class_dir)
+            stems: dict[str, int] = {}
+            for entry in entries:
+                stem = os.path.splitext(entry.name)[0]
+                stems[stem] = stems.get(stem, 0) + 1
+            for entry in entries:
+                if entry.is_dir():
+                    for rel, path in walk_images(class_dir, entry.name):
+                        yield path_key(f"{wnid}/{rel}"), path, label, wnid, None
+                elif entry.is_file() and is_image_name(entry.name):
+                    stem = os.path.splitext(entry.name)[0]
+                    plain = stems[stem] == 1 and CLEAN_KEY.fullmatch(stem) and stem.startswith(f"{wnid}_")
+                    yield (stem if plain else path_key(f"{wnid}/{entry.name}")), entry.path, label, wnid, None
+
+
+def imagenet_classes(root: Path) -> list[str] | None:
+    """Sorted class folder names if `root` looks like ImageNet-style class folders, else None.
+
+    Rule: `root` holds no image files itself, has at least one (non-hidden) subfolder, and every
+    subfolder directly holds at least one image file."""
+    classes = []
+    for entry in _sorted_entries(str(root)):
+        if entry.is_file() and is_image_name(entry.name):
+            return None
+        if entry.is_dir():
+            with os.scandir(entry.path) as it:
+                if not any(e.is_file() and is_image_name(e.name) for e in it):
+                    return None
+            classes.append(entry.name)
+    return classes or None
+
+
+class FileListSource(Source):
+    """A text/CSV list of `path[,label]` lines (see parse_list_line); validated fully at construction.
+
+    Key: path_key of the path as written, hashed together with its line number (so a path listed
+    twice still gets two distinct keys)."""
+
+    kind = "file-list"
+
+    def __init__(self, list_path: Path):
+        self.list_path = list_path
+        self.base = list_path.parent
+        self.labelled = False
+        count = 0
+        for count, (_, _, label) in enumerate(self._lines(), start=1):
+            if count == 1:
+                self.labelled = label is not None
+            elif (label is not None) != self.labelled:
+                raise SourceError(f"--data {list_path}: some lines have a label and some do not; "
+                                  "give every line a label or none")
+        if count == 0:
+            raise SourceError(f"--data {list_path}: the file list has no entries")
+        self.description = f"file list {list_path} ({count} entries, {'labelled' if self.labelled else 'unlabelled'})"
+
+    def _lines(self) -> Iterator[tuple[int, str, int | None]]:
+        delimiter = "\t" if self.list_path.suffix.lower() == ".tsv" else ","
+        try:
+            with open(self.list_path, newline="", encoding="utf-8") as handle:
+                yield from parse_list(handle, delimiter, str(self.list_path))
+        except UnicodeDecodeError as err:
+            raise SourceError(f"--data {self.list_path}: not a UTF-8 text file list ({err.reason}); "
+                              "give a folder, shards, or a text list of path[,label] lines") from err
+
+    def _records(self):
+        for lineno, path, label in self._lines():
+            full = path if os.path.isabs(path) else os.path.join(self.base, path)
+            yield slug_key(_strip_suffix(path), hashed=f"{lineno}:{path}"), full, label, None, None
+
+
+def _strip_suffix(path: str) -> str:
+    head, _, name = path.rpartition("/")
+    return f"{head}/{name.rsplit('.', 1)[0]}" if "." in name else path
+
+
+def parse_list(handle: IO[str], delimiter: str, name: str) -> Iterator[tuple[int, str, int | None]]:
+    """(line number, path, label) per entry. Blank lines and lines starting with '#' are skipped; the
+    first entry is a header (skipped) when _is_header says so. Raise SourceError naming the line for anything else malformed."""
+    first = True
+    for lineno, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1):
+        fields = [f.strip() for f in row]
+        if not fields or not any(fields) or fields[0].startswith("#"):
+            continue
+        if first:
+            first = False
+            if _is_header(fields):
+                continue
+        if len(fields) > 2 or not fields[0]:
+            raise SourceError(f"{name}, line {lineno}: expected 'path' or 'path,label', got {row!r}")
+        label = None
+        if len(fields) == 2:
+            if not re.fullmatch(r"\d+", fields[1]):
+                raise SourceError(f"{name}, line {lineno}: label {fields[1]!r} is not a non-negative integer")
+            label = int(fields[1])
+        yield lineno, fields[0], label
+
+
+def _is_header(fields: list[str]) -> bool:
+    """'path' alone, or two fields whose first has no image suffix and whose second is no integer."""
+    if len(fields) == 1:
+        return fields[0].lower() in HEADER_NAMES
+    return len(fields) == 2 and not is_image_name(fields[0]) and not re.fullmatch(r"\d+", fields[1])
+
+
+class ShardSource(Source):
+    """WebDataset tar shards, read member by member in the given order.
+
+    Key: the sample's key in the shard when key-safe (e.g. n01440764_10026; input shards must not
+    repeat keys), else slug_key of it. wnid: the key's 'nXXXXXXXX_' prefix when present."""
+
+    kind = "shards"
+
+    def __init__(self, urls: list[str]):
+        self.urls = urls
+        missing = [u for u in urls if not _is_remote(u) and not os.path.isfile(u)]
+        if missing:
+            raise SourceError(f"--data: shard file {missing[0]} does not exist ({len(missing)} of {len(urls)} "
+                              "shards missing); check the path or brace pattern")
+        first = next(iter_tar_samples(urls[0]), None)
+        if first is None:
+            raise SourceError(f"--data: shard {urls[0]} holds no samples")
+        self.labelled = "cls" in first[1]
+        self.description = f"{len(urls)} WebDataset shard(s) {urls[0]}{' ...' if len(urls) > 1 else ''}"
+
+    def _records(self):
+        for url in self.urls:
+            for member_key, fields in iter_tar_samples(url):
+                key = member_key if CLEAN_KEY.fullmatch(member_key) else slug_key(member_key)
+                image = next((fields[f] for f in SHARD_IMAGE_FIELDS if f in fields), b"")
+                wnid_match = WNID_KEY.fullmatch(member_key)
+                label = _shard_label(fields.get("cls"), f"{url}#{member_key}") if self.labelled else None
+                yield key, f"{url}#{member_key}", label, wnid_match.group(1) if wnid_match else None, image
+
+
+def _shard_label(raw: bytes | None, where: str) -> int | None:
+    if raw is None:
+        return None
+    text = raw.decode("ascii", errors="replace").strip()
+    if not re.fullmatch(r"\d+", text):
+        log.warning("%s: cls %r is not a non-negative integer; treating the sample as unlabelled", where, text)
+        return None
+    return int(text)
+
+
+def _is_remote(url: str) -> bool:
+    return "://" in url or url.startswith("pipe:")
+
+
+def iter_tar_samples(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {field: bytes}) per sample of a tar, streaming; members are grouped like WebDataset:
+    key = path up to the first '.' of the file name, field = the rest (lower case)."""
+    stream = open(url, "rb") if not _is_remote(url) else webdataset.gopen(url, "rb")
+    with stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
+        key, fields = None, {}
+        for member in tar:
+            if not member.isfile():
+                continue
+            folder, _, name = member.name.rpartition("/")
+            if "." not in name or name.startswith("."):
+                continue
+            stem, field = name.split(".", 1)
+            member_key = f"{folder}/{stem}" if folder else stem
+            if member_key != key and key is not None:
+                yield key, fields
+                fields = {}
+            key = member_key
+            fields[field.lower()] = tar.extractfile(member).read()
+        if key is not None:
+            yield key, fields
+
+
+def expand_shards(data: str | Sequence[str]) -> list[str]:
+    """Brace-expand each pattern; keep the given order."""
+    items = [data] if isinstance(data, str) else list(data)
+    return [url for item in items for url in braceexpand.braceexpand(item)]
+
+
+def looks_like_shards(value: str) -> bool:
+    return ("{" in value and ".." in value) or _is_remote(value) or value.lower().endswith(SHARD_SUFFIXES)
+
+
+def bundled_samples_dir() -> Path:
+    return Path(str(resources.files("genaug") / "samples"))
+
+
+def open_source(data: str | Sequence[str] | None, kind: str | None = None) -> Source:
+    """Open a --data value (see module doc). `kind` = "image-folder" forces an unlabelled recursive
+    walk of a folder that would otherwise be taken as class folders."""
+    if kind not in (None, "image-folder"):
+        raise SourceError(f"source kind {kind!r}: only 'image-folder' can be forced (or leave it unset)")
+    if data is None or (not isinstance(data, str) and len(data) == 0):
+        env = os.environ.get(ENV_DATA, "").strip()
+        if env:
+            log.info("--data not given: using $%s = %s", ENV_DATA, env)
+            return open_source(env, kind)
+        samples = bundled_samples_dir()
+        log.info("--data not given and $%s unset: using the bundled sample photos in %s", ENV_DATA, samples)
+        return ImageFolderSource(samples, kind="samples")
+    if not isinstance(data, str):
+        values = [str(v) for v in data]
+        if len(values) == 1:
+            return open_source(values[0], kind)
+        bad = [v for v in values if not looks_like_shards(v)]
+        if bad:
+            raise SourceError(f"--data {bad[0]!r}: several --data values must all be shards (.tar files or "
+                              "brace patterns); give a single folder or file list instead")
+        return ShardSource(expand_shards(values))
+    value = os.path.expanduser(data)
+    if looks_like_shards(value):
+        return ShardSource(expand_shards(value))
+    path = Path(value)
+    if not path.exists():
+        raise SourceError(f"--data {data}: no such file or folder; give an image folder, ImageNet-style "
+                          "class folders, a path[,label] list file, or WebDataset shards")
+    if path.is_dir():
+        classes = None if kind == "image-folder" else imagenet_classes(path)
+        return ImageNetFolderSource(path, classes) if classes else ImageFolderSource(path)
+    return FileListSource(path)
+
+
+def read_item_bytes(item: SourceItem) -> bytes:
+    """The encoded image of `item`: the bytes in hand, else the file's bytes; BadInput if unusable."""
+    if item.data is not None:
+        if not item.data:
+            raise BadInput("shard sample has no image bytes (no non-empty jpg/jpeg/png/webp field)")
+        return item.data
+    try:
+        with open(item.source, "rb") as handle:
+            data = handle.read()
+    except OSError as err:
+        raise BadInput(f"cannot read file: {err.strerror or err}") from err
+    if not data:
+        raise BadInput("zero-byte file")
+    return data
