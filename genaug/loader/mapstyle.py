@@ -1,0 +1,107 @@
+"""Random access to GenCL pairs over an index.json: ``len()`` and ``dataset[i]``.
+
+Index ``i`` counts samples in index.json order (shard by shard, tar order inside a shard). The first
+access to a shard scans its tar headers once (member names, data offsets and sizes; no payload is
+read), then each item is a few ``seek`` + ``read`` calls. Works with any sampler, including
+``DistributedSampler``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import os
+import tarfile
+from typing import Callable
+
+import torch
+
+from genaug.loader.adapters import get_adapter
+from genaug.loader.pairs import GenCLPairs
+from genaug.loader.shardindex import resolve_shards
+
+log = logging.getLogger(__name__)
+
+Member = tuple[int, int]  # (data offset in the tar, size in bytes)
+
+
+def scan_tar(path: str) -> list[tuple[str, dict[str, Member]]]:
+    """[(key, {extension: (offset, size)})] in tar order; key/extension split at the first '.'."""
+    samples: list[tuple[str, dict[str, Member]]] = []
+    with tarfile.open(path, "r:") as tar:
+        for info in tar:
+            if not info.isfile():
+                continue
+            base = os.path.basename(info.name)
+            if "." not in base or base.startswith("."):
+                continue
+            key, ext = base.split(".", 1)
+            key = os.path.join(os.path.dirname(info.name), key) if os.path.dirname(info.name) else key
+            if not samples or samples[-1][0] != key:
+                samples.append((key, {}))
+            samples[-1][1][ext] = (info.offset_data, info.size)
+    return samples
+
+
+class GenCLMapDataset(torch.utils.data.Dataset):
+    """GenCL pairs by index. source: index.json or a folder holding one (local files only).
+
+    pairs / pair options / adapter: as for :class:`genaug.loader.GenCLWebDataset`.
+    Call ``set_epoch(e)`` each epoch for fresh pair draws (with persistent workers, do it before the
+    DataLoader is created or the workers keep the old epoch).
+    """
+
+    def __init__(self, source, *, pairs: GenCLPairs | None = None, adapter="default", **pair_options):
+        if pairs is not None and pair_options:
+            raise ValueError(f"give either pairs= or pair options, not both (got {sorted(pair_options)})")
+        index = resolve_shards(source)
+        if index.nsamples is None:
+            raise ValueError(f"{source!r} has no index.json; the map-style dataset needs one for its length "
+                             "(use GenCLWebDataset for plain shard lists)")
+        if any(url.startswith(("http://", "https://", "pipe:")) for url in index.urls):
+            raise ValueError("GenCLMapDataset reads local shards only; use GenCLWebDataset for remote urls")
+        self.pairs = pairs if pairs is not None else GenCLPairs(**pair_options)
+        self.adapter: Callable = get_adapter(adapter)
+        self.urls, self.sizes = index.urls, index.nsamples
+        self.starts = list(itertools.accumulate(self.sizes, initial=0))
+        self.epoch = 0
+        self._tables: dict[int, list[tuple[str, dict[str, Member]]]] = {}
+
+    @property
+    def stats(self):
+        return self.pairs.stats
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def _table(self, shard: int) -> list[tuple[str, dict[str, Member]]]:
+        if shard not in self._tables:
+            table = scan_tar(self.urls[shard])
+            if len(table) != self.sizes[shard]:
+                raise ValueError(f"{self.urls[shard]!r} holds {len(table)} samples but index.json says "
+                                 f"{self.sizes[shard]}; rebuild the index (genaug build --resume)")
+            self._tables[shard] = table
+        return self._tables[shard]
+
+    def raw_sample(self, index: int) -> dict:
+        """The undecoded sample ``{"__key__", "__url__", ext: bytes}`` at ``index``."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        index %= len(self)
+        shard = bisect.bisect_right(self.starts, index) - 1
+        key, members = self._table(shard)[index - self.starts[shard]]
+        sample = {"__key__": key, "__url__": self.urls[shard]}
+        with open(self.urls[shard], "rb") as stream:
+            for ext, (offset, size) in members.items():
+                stream.seek(offset)
+                sample[ext] = stream.read(size)
+        return sample
+
+    def __getitem__(self, index: int):
+        index = int(index)
+        sample = self.raw_sample(index)
+        return self.adapter(self.pairs(sample, epoch=self.epoch, index=index % len(self)))
