@@ -1,1 +1,278 @@
-"""mask method (being written; registers its method spec and presets here)."""
+"""The `mask` method (GenCL mask-based augmentation): MaskGIT re-generates masked VQ tokens.
+
+image -> VQGAN tokens (16x16 at 256 px) -> mask a token pattern (default: the 14x14 interior, the
+outer ring kept) -> 12 steps of MaskGIT parallel decoding conditioned on a class token -> VQGAN
+decoder -> uint8. The whole decoded image is the augmentation (no pixel compositing), as in the paper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from genaug.methods import masks as patterns
+from genaug.methods.editing import (
+    RANDOM_INIT_WARNING, autocast, check_batch, count_parameters, random_init_seeded,
+    resolve_precision, stream_generators, stream_seed, to_uint8,
+)
+from genaug.registry import REGISTRY, Editor, EditorContext, EditResult, MethodSpec, OptionSpec, Preset, WeightFile
+from genaug.weights import CONVERTED_NAME, register_converter
+
+log = logging.getLogger(__name__)
+
+_URL = "https://storage.googleapis.com/maskgit-public/checkpoints/"
+_TINY_SEED = 0  # weights seed of the random-init maskgit-tiny preset
+CLASS_TOKEN_HELP = "label (the sample's ImageNet label; unlabelled sources are refused), fixed:N, or random"
+
+SPEC = REGISTRY.register_method(MethodSpec(
+    name="mask",
+    description="MaskGIT: keep the border tokens, regenerate the rest (GenCL mask-based augmentation)",
+    default_preset="maskgit-imagenet256",
+    options=(
+        OptionSpec("num_iter", int, 12, "decoding steps of the cosine schedule"),
+        OptionSpec("start_iter", int, 0, "first decoding step (the official editing demo uses 2)"),
+        OptionSpec("choice_temperature", float, 4.5, "Gumbel temperature of the token re-masking choice"),
+        OptionSpec("class_token", str, "label", f"class conditioning: {CLASS_TOKEN_HELP}"),
+        OptionSpec("mask", patterns.PATTERNS, "ring", "token mask pattern: ring, random, blocks, outpaint"),
+        OptionSpec("ring_width", int, 1, "ring: width in tokens of the kept outer ring"),
+        OptionSpec("mask_ratio", float, 0.75, "random: fraction of tokens masked"),
+        OptionSpec("blocks", int, 4, "blocks: number of square blocks masked"),
+        OptionSpec("block_size", int, 6, "blocks: side of each block in tokens"),
+        OptionSpec("outpaint_scale", float, 0.75, "outpaint: side of the shrunk image as a fraction of the input"),
+    ),
+))
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassToken:
+    """Parsed --class-token: strategy 'label' | 'fixed' | 'random' (value only for 'fixed')."""
+
+    strategy: str  # label | fixed | random
+    value: int | None = None  # the class for 'fixed'
+
+    @classmethod
+    def parse(cls, text: str, num_classes: int) -> "ClassToken":
+        if text in ("label", "random"):
+            return cls(text)
+        if text.startswith("fixed:"):
+            try:
+                value = int(text[len("fixed:"):])
+            except ValueError as err:
+                raise ValueError(f"--class-token {text!r}: N in fixed:N must be an integer") from err
+            if not 0 <= value < num_classes:
+                raise ValueError(f"--class-token {text!r}: N must be in [0, {num_classes})")
+            return cls("fixed", value)
+        raise ValueError(f"--class-token {text!r}: choose {CLASS_TOKEN_HELP}")
+
+
+def requires_labels(options: Mapping[str, Any]) -> bool:
+    """True when the options need every sample to carry a label (check the source before any work)."""
+    return str(options.get("class_token", "label")) == "label"
+
+
+def validate_options(options: Mapping[str, Any], grid: int, num_classes: int) -> ClassToken:
+    """Check the option values against the model's token grid; raises ValueError naming the flag."""
+    num_iter, start_iter = options["num_iter"], options["start_iter"]
+    if num_iter < 1:
+        raise ValueError(f"--num-iter {num_iter}: must be >= 1 (paper: 12)")
+    if not 0 <= start_iter < num_iter:
+        raise ValueError(f"--start-iter {start_iter}: must be in [0, --num-iter {num_iter})")
+    if not options["choice_temperature"] >= 0:
+        raise ValueError(f"--choice-temperature {options['choice_temperature']}: must be >= 0 (paper: 4.5)")
+    pattern = options["mask"]
+    if pattern == "ring":
+        patterns.ring_mask(grid, options["ring_width"])
+    elif pattern == "random":
+        patterns.random_mask(grid, options["mask_ratio"], torch.Generator().manual_seed(0))
+    elif pattern == "blocks":
+        patterns.block_mask(grid, options["blocks"], options["block_size"], torch.Generator().manual_seed(0))
+    else:
+        patterns.outpaint_tokens(grid, options["outpaint_scale"])
+    return ClassToken.parse(str(options["class_token"]), num_classes)
+
+
+class MaskEditor(Editor):
+    """Batched GenCL mask edit with a MaskGIT model; per-sample seeded, batch-size independent."""
+
+    method = "mask"
+
+    def __init__(self, model, preset: Preset, device: torch.device, precision: str,
+                 options: Mapping[str, Any]) -> None:
+        cfg = model.config
+        self.model = model.to(device).eval()
+        self.preset = preset.name
+        self.random_init = preset.random_init
+        self.device = device
+        self.precision = precision
+        self.amp_dtype = resolve_precision(precision, device)
+        self.options = dict(options)
+        self.resolution = cfg.image_size
+        self.grid = cfg.latent_size
+        self.codebook_size = cfg.codebook_size
+        self.num_classes = cfg.num_classes
+        self.class_token = validate_options(self.options, self.grid, self.num_classes)
+        self.requires_labels = self.class_token.strategy == "label"
+
+    # ---- per-sample choices ------------------------------------------------------------------
+    def _classes(self, seeds: Sequence[int], labels: torch.Tensor) -> list[int]:
+        strategy = self.class_token.strategy
+        if strategy == "fixed":
+            return [self.class_token.value] * len(seeds)
+        if strategy == "random":
+            gens = stream_generators(seeds, "class", "cpu")
+            return [int(torch.randint(0, self.num_classes, (1,), generator=g)) for g in gens]
+        values = labels.tolist()
+        for i, value in enumerate(values):
+            if not 0 <= value < self.num_classes:
+                raise ValueError(
+                    f"sample {i} (seed {seeds[i]}) has label {value}: --class-token label needs labels in "
+                    f"[0, {self.num_classes}); for unlabelled data pass --class-token random or fixed:N"
+                )
+        return values
+
+    def _masks(self, seeds: Sequence[int]) -> torch.Tensor:
+        """(B, grid, grid) bool on the device."""
+        o, grid = self.options, self.grid
+        if o["mask"] == "ring":
+            one = patterns.ring_mask(grid, o["ring_width"])
+        elif o["mask"] == "outpaint":
+            one = patterns.outpaint_mask(grid, patterns.outpaint_tokens(grid, o["outpaint_scale"]))
+        else:
+            gens = stream_generators(seeds, "mask", "cpu")
+            if o["mask"] == "random":
+                many = [patterns.random_mask(grid, o["mask_ratio"], g) for g in gens]
+            else:
+                many = [patterns.block_mask(grid, o["blocks"], o["block_size"], g) for g in gens]
+            return torch.stack(many).to(self.device)
+        return one.to(self.device).expand(len(seeds), grid, grid)
+
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, R, R) -> float (B, 3, R, R) in [0, 1], shrunk into the centre for outpaint."""
+        x = images.float() / 255.0
+        if self.options["mask"] == "outpaint":
+            kept = patterns.outpaint_tokens(self.grid, self.options["outpaint_scale"])
+            x = patterns.shrink_into_centre(x, kept * (self.resolution // self.grid))
+        return x
+
+    # ---- the edit ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def edit(self, images: torch.Tensor, seeds: Sequence[int], labels: torch.Tensor) -> EditResult:
+        batch = check_batch(images, seeds, labels, self.resolution)
+        classes = self._classes(seeds, labels)
+        mask = self._masks(seeds)  # (B, h, w) bool
+        o = self.options
+        with autocast(self.device, self.amp_dtype):
+            tokens = self.model.encode(self._prepare(images))  # (B, h, w) int64
+            image_seq = torch.where(mask, torch.full_like(tokens, -1), tokens).view(batch, -1)  # (B, h*w)
+            class_ids = torch.tensor(classes, dtype=image_seq.dtype, device=self.device) + self.codebook_size
+            seq = torch.cat([class_ids[:, None], image_seq], dim=1)  # (B, 1 + h*w)
+            steps = self.model.inpaint(
+                seq, num_iter=o["num_iter"], start_iter=o["start_iter"],
+                choice_temperature=o["choice_temperature"],
+                generator=stream_generators(seeds, "decode", self.device),
+            )  # (B, num_iter, 1 + h*w)
+            final = steps[:, -1, 1:].reshape(batch, self.grid, self.grid)  # (B, h, w)
+            decoded = self.model.decode(final)  # (B, 3, R, R) float, unclipped
+        out = to_uint8(decoded, 0.0, 1.0)
+        n_masked = mask.flatten(1).sum(1).tolist()
+        changed = ((final != tokens) & mask).flatten(1).sum(1).tolist()
+        return EditResult(out, [self._params(s, c, m, ch) for s, c, m, ch in zip(seeds, classes, n_masked, changed)])
+
+    def _params(self, seed: int, cls: int, n_masked: int, changed: int) -> dict:
+        o = self.options
+        params = {
+            "mask": o["mask"], "n_masked": int(n_masked), "n_tokens": self.grid**2, "tokens_changed": int(changed),
+            "class_token": int(cls), "class_strategy": self.class_token.strategy,
+            "num_iter": o["num_iter"], "start_iter": o["start_iter"],
+            "choice_temperature": o["choice_temperature"], "schedule": "cosine",
+            "decode_seed": stream_seed(seed, "decode"),
+        }
+        if o["mask"] == "ring":
+            params["ring_width"] = o["ring_width"]
+        elif o["mask"] == "random":
+            params.update(mask_ratio=o["mask_ratio"], mask_seed=stream_seed(seed, "mask"))
+        elif o["mask"] == "blocks":
+            params.update(blocks=o["blocks"], block_size=o["block_size"], mask_seed=stream_seed(seed, "mask"))
+        else:
+            kept = patterns.outpaint_tokens(self.grid, o["outpaint_scale"])
+            params.update(outpaint_scale=kept / self.grid, outpaint_scale_asked=o["outpaint_scale"])
+        if self.class_token.strategy == "random":
+            params["class_seed"] = stream_seed(seed, "class")
+        return params
+
+    def describe(self) -> dict:
+        parts = {name: count_parameters(child) for name, child in self.model.named_children()}
+        return {
+            "method": self.method, "preset": self.preset, "parameters": count_parameters(self.model),
+            "parameters_by_part": parts, "resolution": self.resolution, "token_grid": self.grid,
+            "options": dict(self.options), "precision": self.precision,
+            "autocast": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
+            "device": str(self.device), "random_init": self.random_init,
+        }
+
+
+# ---- presets -------------------------------------------------------------------------------------
+def _build_official(ctx: EditorContext) -> MaskEditor:
+    from genaug.models.maskgit import MaskGIT, MaskGITConfig
+
+    cfg = MaskGITConfig()
+    validate_options(ctx.options, cfg.latent_size, cfg.num_classes)  # before loading 900 MB
+    if CONVERTED_NAME in ctx.weights:
+        model = MaskGIT.from_torch(ctx.weights[CONVERTED_NAME], cfg)
+    else:
+        model = MaskGIT.from_official(ctx.weights["tokenizer"], ctx.weights["transformer"], config=cfg)
+    return MaskEditor(model, ctx.preset, ctx.device, ctx.precision, ctx.options)
+
+
+def _build_tiny(ctx: EditorContext) -> MaskEditor:
+    from genaug.models.maskgit import MaskGIT, MaskGITConfig
+
+    log.warning(RANDOM_INIT_WARNING, ctx.preset.name, "maskgit-imagenet256")
+    cfg = MaskGITConfig.tiny()
+    validate_options(ctx.options, cfg.latent_size, cfg.num_classes)
+    model = random_init_seeded(lambda: MaskGIT(cfg), _TINY_SEED)
+    return MaskEditor(model, ctx.preset, ctx.device, ctx.precision, ctx.options)
+
+
+def convert_official(weights: Mapping[str, Path], out: Path) -> None:
+    """Official msgpack checkpoints -> torch file at `out`; the reloaded file must equal the conversion."""
+    from genaug.models.maskgit import MaskGIT, MaskGITConfig
+
+    cfg = MaskGITConfig()
+    model = MaskGIT.from_official(weights["tokenizer"], weights["transformer"], config=cfg)
+    tmp = out.with_name(out.name + ".part")
+    model.save_torch(tmp)
+    reloaded = MaskGIT.from_torch(tmp, cfg).state_dict()
+    for name, tensor in model.state_dict().items():
+        if not torch.equal(tensor, reloaded[name]):
+            tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"converted file differs from the conversion at {name!r}; nothing written")
+    tmp.replace(out)
+
+
+REGISTRY.register_preset(Preset(
+    name="maskgit-imagenet256",
+    method="mask",
+    description="official MaskGIT ImageNet 256x256 (VQGAN 54.5M + transformer 172.5M = 227M parameters)",
+    files=(
+        WeightFile("tokenizer", "tokenizer_imagenet256_checkpoint", _URL + "tokenizer_imagenet256_checkpoint",
+                   None, "VQGAN tokenizer, flax msgpack"),
+        WeightFile("transformer", "maskgit_imagenet256_checkpoint", _URL + "maskgit_imagenet256_checkpoint",
+                   None, "MaskGIT class-conditional transformer, flax msgpack"),
+    ),
+    build=_build_official,
+))
+register_converter("maskgit-imagenet256", convert_official)
+
+REGISTRY.register_preset(Preset(
+    name="maskgit-tiny",
+    method="mask",
+    description="tiny RANDOM-weight MaskGIT (64 px, 16x16 tokens): meaningless output, for tests and smoke runs",
+    files=(),
+    build=_build_tiny,
+    random_init=True,
+))

@@ -1,0 +1,44 @@
+"""`genaug convert`: turn a preset's official checkpoints into a torch state dict for fast loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from genaug import weights
+from genaug.registry import REGISTRY
+
+
+@click.command()
+@click.option("--preset", required=True, help="Preset to convert (see `genaug models`), e.g. maskgit-imagenet256.")
+@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None,
+              help="Folder holding the official files (default: the cache, downloading what is missing).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Output file (default: <cache>/<preset>/converted.pt, which builds then use automatically).")
+@click.option("--no-download", is_flag=True, help="Fail instead of downloading missing files (also: GENAUG_OFFLINE=1).")
+def convert(preset: str, weights_path: Path | None, out: Path | None, no_download: bool) -> None:
+    """Convert official checkpoints (e.g. MaskGIT flax msgpack) to a torch file."""
+    try:
+        spec = REGISTRY.preset(preset)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--preset") from err
+    if preset not in weights.CONVERTERS:
+        raise click.BadParameter(
+            f"preset {preset!r} has no converter; convertible presets: {sorted(weights.CONVERTERS)}",
+            param_hint="--preset",
+        )
+    target = out if out is not None else weights.converted_path(spec)
+    if out is not None and out.exists() and out.is_dir():
+        raise click.BadParameter(f"{out} is a folder; give a file name", param_hint="--out")
+    if not target.parent.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        resolved = weights.resolve(spec, weights_path, download=False if no_download else None, use_converted=False)
+    except weights.WeightsError as err:
+        raise click.ClickException(str(err)) from err
+    weights.CONVERTERS[preset](resolved.paths, target)
+    sha = weights.sha256_file(target)
+    click.echo(f"wrote {target}  sha256 {sha}")
+    for name, value in sorted(resolved.sha256.items()):
+        click.echo(f"  from {name}  sha256 {value}")
