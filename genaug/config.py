@@ -1,0 +1,262 @@
+"""Build configuration: the user's settings, their validation before any work, and the resume fingerprint.
+
+`BuildConfig` holds what the user asked for. `resolve()` checks every value (method, preset,
+options, numbers, device, data, output folder, weights, scores) and returns a `ResolvedBuild`;
+nothing is decoded, loaded or written before it succeeds. The fingerprint covers only the
+settings that change the output: batch size, worker count and device do not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from genaug import __version__
+from genaug.registry import REGISTRY, MethodSpec, Preset
+
+log = logging.getLogger(__name__)
+
+AUG_FORMATS = ("jpg", "png", "webp")
+PRECISIONS = ("auto", "fp32", "bf16")
+FINGERPRINT_VERSION = 1  # bump when the shard content for the same settings changes
+
+
+class ConfigError(ValueError):
+    """A bad user setting; the message names the value and says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    """What the user asked `genaug build` to do."""
+
+    method: str  # augmentation method: "mask" | "noise" (or a registered test method)
+    out: Path  # output folder for shards and run files
+    data: tuple[str, ...] | None = None  # folder / file list / shard urls; None -> $GENAUG_DATA -> samples
+    preset: str | None = None  # model preset; None -> the method's default preset
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # method options, None = default
+    batch_size: int = 16  # images per editor call (not output-affecting)
+    num_workers: int = 2  # decode/encode worker processes; 0 = all in-process (not output-affecting)
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" (not output-affecting)
+    precision: str = "auto"  # "auto" | "fp32" | "bf16", handed to the editor
+    limit: int | None = None  # process only the first `limit` inputs
+    seed: int = 0  # run seed; per-sample seed = sample_seed(seed, key)
+    shard_size: int = 1000  # inputs per shard: input chunk i -> shard-{i:04d}.tar
+    aug_format: str = "jpg"  # encoding of the augmented image: jpg | png | webp
+    quality: int = 95  # JPEG/WebP quality 1..100 (PNG is lossless and ignores it)
+    weights: Path | None = None  # weight file or folder overriding the preset's cached files
+    overwrite: bool = False  # replace a build with a different configuration in `out`
+    scores: tuple[str, ...] = ()  # per-sample scores stored in each json, e.g. ("ssim",)
+    command: tuple[str, ...] = ()  # the command line, recorded in manifest.json
+
+
+@dataclasses.dataclass
+class ResolvedBuild:
+    """A validated configuration with everything looked up."""
+
+    config: BuildConfig
+    method: MethodSpec
+    preset: Preset
+    options: dict  # validated method options with defaults filled in
+    device: torch.device
+    source: Any  # genaug.sources.Source
+    weights: dict  # WeightFile.name -> Path
+    weights_sha256: dict  # file name -> sha256
+    fingerprint_inputs: dict  # the output-affecting settings
+    fingerprint: str  # sha256 of fingerprint_inputs
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ConfigError(f"--{name} {value!r}: must be an integer {bound}")
+
+
+def check_numbers(config: BuildConfig) -> None:
+    """Validate the plain settings (no file system, no registry)."""
+    _check_int("batch-size", config.batch_size, 1)
+    _check_int("num-workers", config.num_workers, 0, 256)
+    _check_int("shard-size", config.shard_size, 1)
+    _check_int("seed", config.seed, 0, (1 << 63) - 1)
+    _check_int("quality", config.quality, 1, 100)
+    if config.limit is not None:
+        _check_int("limit", config.limit, 1)
+    if config.aug_format not in AUG_FORMATS:
+        raise ConfigError(f"--aug-format {config.aug_format!r}: choose one of {list(AUG_FORMATS)}")
+    if config.precision not in PRECISIONS:
+        raise ConfigError(f"--precision {config.precision!r}: choose one of {list(PRECISIONS)}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; 'cuda'/'cuda:N' must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from err
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise ConfigError(f"--device {name!r}: unsupported device type; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device {name!r}: CUDA is not available here; use --device cpu")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"--device {name!r}: only {torch.cuda.device_count()} CUDA device(s) here; use cuda:0.."
+        )
+    return device
+
+
+def check_scores(names: Sequence[str]) -> tuple[str, ...]:
+    if not names:
+        return ()
+    try:
+        from genaug.report.scores import SCORES
+    except ImportError as err:
+        raise ConfigError(
+            f"--scores {','.join(names)}: per-sample scores need genaug.report.scores, which is not installed"
+        ) from err
+    unknown = [n for n in names if n not in SCORES]
+    if unknown:
+        raise ConfigError(f"--scores {','.join(unknown)}: unknown score; choose from {list(SCORES)}")
+    return tuple(dict.fromkeys(names))
+
+
+def check_out_dir(out: Path) -> Path:
+    """Create `out` if needed and make sure it is a writable folder."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder; choose a folder path")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot create it ({err.strerror}); choose a writable folder") from err
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: folder is not writable; choose a writable folder")
+    return out.resolve()
+
+
+def check_label_options(method: MethodSpec, options: Mapping[str, Any], labelled: bool) -> None:
+    """A choice option set to "label" needs a labelled source (e.g. a class-token strategy)."""
+    if labelled:
+        return
+    for opt in method.options:
+        if isinstance(opt.type, tuple) and "label" in opt.type and options.get(opt.name) == "label":
+            flag = "--" + opt.name.replace("_", "-")
+            others = [c for c in opt.type if c != "label"]
+            raise ConfigError(
+                f"{flag} label: the data source has no labels; use an ImageNet-style folder, a file list "
+                f"with labels, or shards with cls, or choose {flag} from {others}"
+            )
+
+
+def fingerprint_of(inputs: Mapping[str, Any]) -> str:
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def fingerprint_inputs(config: BuildConfig, method: MethodSpec, options: Mapping[str, Any],
+                       data: Sequence[str], weights_sha256: Mapping[str, str]) -> dict:
+    """The settings that change shard content (batch size, workers and device do not)."""
+    output_options = {o.name: options[o.name] for o in method.options if o.affects_output}
+    return {
+        "fingerprint_version": FINGERPRINT_VERSION,
+        "method": config.method,
+        "preset": config.preset,
+        "options": output_options,
+        "data": list(data),
+        "limit": config.limit,
+        "seed": config.seed,
+        "shard_size": config.shard_size,
+        "aug_format": config.aug_format,
+        "quality": config.quality,
+        "precision": config.precision,
+        "weights_sha256": dict(sorted(weights_sha256.items())),
+        "scores": list(config.scores),
+    }
+
+
+def differing_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def _resolve_data(data: tuple[str, ...] | None):
+    from genaug.sources import SourceError, open_source
+
+    arg = None if data is None else (data[0] if len(data) == 1 else list(data))
+    try:
+        return open_source(arg)
+    except SourceError as err:
+        raise ConfigError(f"--data: {err}") from err
+
+
+def _data_identity(data: tuple[str, ...] | None, source: Any) -> list[str]:
+    """Absolute paths of the given data (urls unchanged), or the source's description."""
+    if data is None:
+        return [f"{source.kind}:{source.description}"]
+    out = []
+    for item in data:
+        path = Path(item).expanduser()
+        out.append(str(path.resolve()) if "://" not in item and path.exists() else item)
+    return out
+
+
+def _resolve_weights(preset: Preset, override: Path | None) -> tuple[dict, dict]:
+    from genaug import weights as weights_mod
+
+    try:
+        found = weights_mod.resolve(preset, override)
+    except weights_mod.WeightsError as err:
+        raise ConfigError(str(err)) from err
+    return dict(found.paths), dict(found.sha256)
+
+
+def resolve(config: BuildConfig) -> ResolvedBuild:
+    """Validate everything before any work; raise ConfigError naming the bad value."""
+    check_numbers(config)
+    try:
+        method = REGISTRY.method(config.method)
+        preset = REGISTRY.preset(config.preset or method.default_preset, method=config.method)
+        options = method.validate_options(config.options)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    config = dataclasses.replace(config, preset=preset.name, scores=check_scores(config.scores))
+    device = resolve_device(config.device)
+    source = _resolve_data(config.data)
+    check_label_options(method, options, bool(getattr(source, "labelled", False)))
+    out = check_out_dir(config.out)
+    config = dataclasses.replace(config, out=out)
+    weights, sha = _resolve_weights(preset, config.weights)
+    inputs = fingerprint_inputs(config, method, options, _data_identity(config.data, source), sha)
+    return ResolvedBuild(
+        config=config, method=method, preset=preset, options=options, device=device, source=source,
+        weights=weights, weights_sha256=sha, fingerprint_inputs=inputs, fingerprint=fingerprint_of(inputs),
+    )
+
+
+def versions() -> dict:
+    """Library versions recorded in manifest.json."""
+    import platform
+
+    import numpy
+    import PIL
+    import torchvision
+    import webdataset
+
+    return {
+        "genaug": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "webdataset": webdataset.__version__,
+        "pillow": PIL.__version__,
+        "numpy": numpy.__version__,
+        "cuda": torch.version.cuda,
+    }

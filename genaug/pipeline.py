@@ -1,0 +1,311 @@
+"""`genaug build`: stream inputs -> decode workers -> editor on the device -> encode workers -> shards.
+
+Input chunk i (``shard_size`` inputs in source order) becomes ``shard-{i:04d}.tar``. Batches never
+span chunks, so a finished chunk is one atomic unit that resume can skip without decoding. CPU work
+overlaps the model: decode tasks for the next batches (also of the next chunk) and encode tasks of
+the previous ones run in the worker pool while the editor works; both windows are bounded, so
+memory does not grow with the number of inputs.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, Protocol
+
+import numpy as np
+import torch
+
+from genaug import runfiles
+from genaug.batches import EditorError, ShardRun, device_name, edit_batch, make_members, run_info
+from genaug.config import BuildConfig, ConfigError, ResolvedBuild, resolve, versions
+from genaug.registry import EditorContext
+from genaug.workers import decode_batch, encode_batch, make_executor
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BuildConfig", "BuildError", "ConfigError", "BuildSummary", "Progress", "run_build"]
+
+
+class BuildError(RuntimeError):
+    """The build stopped (e.g. the editor failed); completed shards stay valid and resumable."""
+
+
+class Progress(Protocol):
+    """What the build reports progress to (the CLI wraps tqdm)."""
+
+    def start(self, total: int | None) -> None: ...
+
+    def update(self, n: int) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildSummary:
+    """Counts of a finished build, for the CLI to print."""
+
+    out: Path  # output folder
+    inputs: int  # inputs covered by the shards (this run and resumed ones)
+    samples: int  # pairs written
+    errors: int  # inputs skipped (listed in errors.jsonl)
+    shards: int  # shards in the output
+    shards_resumed: int  # shards found complete and skipped
+    wall_s: float  # seconds this run took
+    images_per_s: float  # inputs of this run per second
+
+
+@dataclasses.dataclass(frozen=True)
+class _Batch:
+    chunk: int  # shard index
+    items: list  # SourceItems of one batch, all of the same chunk
+
+
+@dataclasses.dataclass(frozen=True)
+class _ChunkEnd:
+    chunk: int
+
+
+def iter_batches(items: Iterable, shard_size: int, batch_size: int, limit: int | None,
+                 skip: set[int]) -> Iterator[_Batch | _ChunkEnd]:
+    """Group the item stream into batches within chunks, with an end marker after each chunk.
+    Items of chunks in `skip` are passed over without being read."""
+    current, batch = None, []
+    for item in items:
+        if limit is not None and item.index >= limit:
+            break
+        chunk = item.index // shard_size
+        if chunk != current:
+            if batch:
+                yield _Batch(current, batch)
+                batch = []
+            if current is not None and current not in skip:
+                yield _ChunkEnd(current)
+            current = chunk
+        if chunk in skip:
+            continue
+        batch.append(item)
+        if len(batch) == batch_size:
+            yield _Batch(chunk, batch)
+            batch = []
+    if batch:
+        yield _Batch(current, batch)
+    if current is not None and current not in skip:
+        yield _ChunkEnd(current)
+
+
+def build_editor(resolved: ResolvedBuild):
+    ctx = EditorContext(
+        preset=resolved.preset,
+        weights=resolved.weights,
+        device=resolved.device,
+        precision=resolved.config.precision,
+        options=resolved.options,
+    )
+    return resolved.preset.build(ctx)
+
+
+def probe_batch1_ms(editor, device: torch.device, seed: int, repeats: int = 3) -> float:
+    """Milliseconds per image at batch 1 on a few seeded random images (after one warm-up call)."""
+    gen = torch.Generator().manual_seed(seed)
+    side = editor.resolution
+    times = []
+    for i in range(repeats + 1):
+        image = torch.randint(0, 256, (1, 3, side, side), generator=gen, dtype=torch.uint8).to(device)
+        labels = torch.zeros(1, dtype=torch.int64, device=device)
+        start = time.perf_counter()
+        editor.edit(image, [seed + i], labels).images.to("cpu")
+        if i:
+            times.append(time.perf_counter() - start)
+    return 1000.0 * float(np.median(times))
+
+
+class _Runner:
+    """The main loop: keeps decode and encode tasks in flight and writes finished batches in order."""
+
+    def __init__(self, resolved: ResolvedBuild, editor, pool: cf.Executor, progress: Progress | None):
+        self.resolved = resolved
+        self.config = resolved.config
+        self.editor = editor
+        self.pool = pool
+        self.progress = progress
+        self.info = run_info(resolved)
+        workers = max(1, self.config.num_workers)
+        self.decode_window = 2 * workers + 1  # decoded batches in flight
+        self.encode_window = workers + 1  # model outputs waiting for encode
+        self.shards: dict[int, ShardRun] = {}
+        self.pending = collections.deque()  # (ShardRun, edited batch, encode future)
+        self.inputs = 0
+        self._mark = time.perf_counter()  # end of the previous shard: a shard's wall time starts here
+
+    def run(self, events: Iterator[_Batch | _ChunkEnd]) -> None:
+        queue = collections.deque()
+
+        def top_up() -> None:
+            in_flight = sum(isinstance(e, _Batch) for e, _ in queue)
+            while in_flight < self.decode_window:
+                event = next(events, None)
+                if event is None:
+                    return
+                future = None
+                if isinstance(event, _Batch):
+                    future = self.pool.submit(decode_batch, event.items, self.editor.resolution)
+                    in_flight += 1
+                queue.append((event, future))
+
+        top_up()
+        while queue:
+            event, future = queue.popleft()
+            top_up()
+            shard = self._shard(event.chunk)
+            if isinstance(event, _ChunkEnd):
+                self._finish_shard(shard)
+            else:
+                decoded, seconds = future.result()
+                shard.timings["read_decode"] += seconds
+                self._edit(shard, decoded)
+
+    def _shard(self, chunk: int) -> ShardRun:
+        if chunk not in self.shards:
+            self.shards[chunk] = ShardRun(self.config.out, chunk, start=self._mark)
+        return self.shards[chunk]
+
+    def _edit(self, shard: ShardRun, decoded: list) -> None:
+        shard.inputs += len(decoded)
+        for bad in (d for d in decoded if d.prepared is None):
+            shard.add_error(bad)
+        good = [d for d in decoded if d.prepared is not None]
+        edited, future = None, None
+        if good:
+            try:
+                edited = edit_batch(self.editor, good, self.resolved, shard)
+            except EditorError as err:
+                raise BuildError(str(err)) from err
+            future = self.pool.submit(encode_batch, edited.aug, self.config.aug_format, self.config.quality)
+        self.pending.append((shard, edited, future, len(decoded)))
+        while len(self.pending) > self.encode_window:
+            self._write_next()
+
+    def _write_next(self) -> None:
+        shard, edited, future, ninputs = self.pending.popleft()
+        if edited is not None:
+            encoded, seconds = future.result()
+            shard.timings["encode"] += seconds
+            start = time.perf_counter()
+            for sample, aug_bytes in zip(edited.samples, encoded):
+                key, members = make_members(sample, aug_bytes, self.info)
+                shard.writer.add(key, members)
+            shard.timings["write"] += time.perf_counter() - start
+        if self.progress is not None:
+            self.progress.update(ninputs)
+
+    def _finish_shard(self, shard: ShardRun) -> None:
+        while self.pending:
+            self._write_next()
+        stats = shard.finish(self.resolved)
+        runfiles.write_stats(self.config.out, stats)
+        runfiles.refresh_run_files(self.config.out)
+        self.inputs += shard.inputs
+        del self.shards[shard.index]
+        self._mark = time.perf_counter()
+        log.info("%s: %d samples, %d skipped, %.1f images/s", shard.writer.path.name,
+                 stats["nsamples"], stats["nerrors"], stats["images_per_s"])
+
+    def abort(self) -> None:
+        for shard in self.shards.values():
+            shard.writer.abort()
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _timing(resolved: ResolvedBuild, batch1_ms: float, stats: list[dict]) -> dict:
+    model_s = sum(s["timings_s"]["model"] for s in stats)
+    samples = sum(s["nsamples"] for s in stats)
+    return {
+        "batch1_ms_per_image": round(batch1_ms, 3),
+        "batch_ms_per_image": round(1000.0 * model_s / samples, 3) if samples else None,
+        "batch_size": resolved.config.batch_size,
+        "device": str(resolved.device),
+        "device_name": device_name(resolved.device),
+    }
+
+
+def _manifest(resolved: ResolvedBuild, editor, **extra) -> dict:
+    config = resolved.config
+    settings = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    settings.update(out=str(config.out), weights=None if config.weights is None else str(config.weights),
+                    data=None if config.data is None else list(config.data), scores=list(config.scores),
+                    options=resolved.options, device=str(resolved.device))
+    settings.pop("command")
+    source = resolved.source
+    return {
+        "command": list(config.command),
+        "config": settings,
+        "config_fingerprint": resolved.fingerprint,
+        "fingerprint_inputs": resolved.fingerprint_inputs,
+        "versions": versions(),
+        "weights_sha256": dict(sorted(resolved.weights_sha256.items())),
+        "weights": {name: str(path) for name, path in sorted(resolved.weights.items())},
+        "source": {"kind": source.kind, "description": source.description, "labelled": bool(source.labelled)},
+        "editor": editor.describe(),
+        **extra,
+    }
+
+
+def _source_total(source, limit: int | None) -> int | None:
+    try:
+        total = len(source)
+    except TypeError:  # a streaming source without a cheap length
+        return limit
+    return total if limit is None else min(total, limit)
+
+
+def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildSummary:
+    """Validate `config`, then build (or resume) the shards in `config.out`.
+
+    Raises ConfigError before any work for bad settings, BuildError when the editor fails.
+    """
+    start, started_at = time.perf_counter(), _utc_now()
+    resolved = resolve(config)
+    runfiles.check_previous_build(resolved)
+    out = resolved.config.out
+    done = runfiles.done_shards(out, resolved.fingerprint)
+    if done:
+        log.info("%d shard(s) already complete in %s; skipping them", len(done), out)
+    editor = build_editor(resolved)
+    batch1_ms = probe_batch1_ms(editor, resolved.device, resolved.config.seed)
+    runfiles.write_manifest(out, _manifest(resolved, editor, status="running", started_at=started_at))
+    if progress is not None:
+        progress.start(_source_total(resolved.source, config.limit))
+        progress.update(sum(int(s.get("ninputs", 0)) for s in done.values()))
+    pool = make_executor(resolved.config.num_workers)
+    runner = _Runner(resolved, editor, pool, progress)
+    events = iter_batches(iter(resolved.source), resolved.config.shard_size, resolved.config.batch_size,
+                          resolved.config.limit, set(done))
+    try:
+        runner.run(events)
+    except BaseException:
+        runner.abort()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    stats = runfiles.refresh_run_files(out)
+    wall = time.perf_counter() - start
+    counts = {
+        "inputs": sum(int(s.get("ninputs", 0)) for s in stats),
+        "samples": sum(int(s["nsamples"]) for s in stats),
+        "errors": sum(int(s["nerrors"]) for s in stats),
+        "shards": len(stats),
+        "shards_resumed": len(done),
+    }
+    runfiles.write_manifest(out, _manifest(
+        resolved, editor, status="complete", started_at=started_at, finished_at=_utc_now(),
+        wall_time_s=round(wall, 3), counts=counts, timing=_timing(resolved, batch1_ms, stats),
+    ))
+    summary = BuildSummary(out=out, wall_s=wall, images_per_s=runner.inputs / wall if wall > 0 else 0.0, **counts)
+    log.info("build finished: %s", summary)
+    return summary

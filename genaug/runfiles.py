@@ -1,0 +1,171 @@
+"""Run files in ``--out``: manifest.json, errors.jsonl, index.json, and the resume state.
+
+Each ``shard-XXXX.json`` stats file is the done-marker of its shard and carries that shard's
+skipped inputs, so errors.jsonl and index.json are rewritten from the stats files after every
+shard: a rerun never duplicates lines, and a killed run leaves them consistent with its shards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+from genaug.config import ConfigError, ResolvedBuild, differing_settings
+from genaug.shards import (
+    file_digests,
+    index_document,
+    parse_shard_file,
+    remove_temp_files,
+    shard_name,
+    stats_name,
+    write_json_atomic,
+)
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+ERRORS = "errors.jsonl"
+INDEX = "index.json"
+ERROR_FIELDS = ("key", "path", "reason", "shard")
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object in `path`, or None when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        log.warning("ignoring unreadable %s: %s", path, err)
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _shard_files(out: Path) -> dict[str, list[Path]]:
+    found: dict[str, list[Path]] = {"tar": [], "json": []}
+    for path in sorted(out.iterdir()):
+        parsed = parse_shard_file(path.name)
+        if parsed:
+            found[parsed[1]].append(path)
+    return found
+
+
+def _previous_build(out: Path) -> tuple[str | None, dict] | None:
+    """(fingerprint, fingerprint inputs) of the build already in `out`; None when there is none."""
+    manifest = read_json(out / MANIFEST)
+    if manifest and "config_fingerprint" in manifest:
+        return manifest["config_fingerprint"], manifest.get("fingerprint_inputs") or {}
+    files = _shard_files(out)
+    for path in files["json"]:
+        stats = read_json(path)
+        if stats and "config_fingerprint" in stats:
+            return stats["config_fingerprint"], {}
+    if files["tar"] or files["json"] or manifest is not None:
+        return None, {}
+    return None
+
+
+def clear_run_files(out: Path) -> int:
+    """Delete the shards and run files of a previous build (nothing else); return the count."""
+    files = _shard_files(out)
+    removed = 0
+    for path in files["tar"] + files["json"] + [out / MANIFEST, out / ERRORS, out / INDEX]:
+        if path.exists():
+            path.unlink()
+            removed += 1
+    remove_temp_files(out)
+    return removed
+
+
+def check_previous_build(resolved: ResolvedBuild) -> None:
+    """Refuse a different configuration in an existing --out unless --overwrite; clean temp files."""
+    out = resolved.config.out
+    previous = _previous_build(out)
+    if resolved.config.overwrite:
+        if previous is not None:
+            log.info("--overwrite: removed %d file(s) of the previous build in %s", clear_run_files(out), out)
+        return
+    remove_temp_files(out)
+    if previous is None:
+        return
+    fingerprint, inputs = previous
+    if fingerprint == resolved.fingerprint:
+        log.info("resuming the build in %s", out)
+        return
+    if fingerprint is None:
+        detail = "shard files of an unknown build"
+    else:
+        changed = differing_settings(inputs, resolved.fingerprint_inputs) if inputs else []
+        detail = "a build with different settings" + (f" (differs in: {', '.join(changed)})" if changed else "")
+    raise ConfigError(
+        f"--out {out} already holds {detail}; pass --overwrite to replace it, or choose another --out"
+    )
+
+
+def done_shards(out: Path, fingerprint: str) -> dict[int, dict]:
+    """Stats of the shards that are complete and intact; removes the leftovers of incomplete ones."""
+    files = _shard_files(out)
+    done: dict[int, dict] = {}
+    for path in files["json"]:
+        index = parse_shard_file(path.name)[0]
+        stats = read_json(path)
+        tar = out / shard_name(index)
+        if stats and stats.get("config_fingerprint") == fingerprint and tar.is_file():
+            if file_digests(tar) == (stats.get("filesize"), stats.get("md5sum")):
+                done[index] = stats
+                continue
+        log.warning("shard %s is incomplete or damaged; it will be rebuilt", tar.name)
+        path.unlink()
+        tar.unlink(missing_ok=True)
+    for tar in files["tar"]:
+        index = parse_shard_file(tar.name)[0]
+        if index not in done and tar.exists():
+            log.info("removing %s: it has no stats file, so it never finished", tar.name)
+            tar.unlink()
+    return done
+
+
+def write_stats(out: Path, stats: Mapping[str, Any]) -> None:
+    write_json_atomic(out / stats_name(int(stats["shard"])), dict(stats))
+
+
+def all_stats(out: Path) -> list[dict]:
+    """Every readable stats file in `out`, in shard order."""
+    stats = []
+    for path in _shard_files(out)["json"]:
+        value = read_json(path)
+        if value is not None:
+            stats.append(value)
+    return sorted(stats, key=lambda s: int(s["shard"]))
+
+
+def write_errors(out: Path, stats: list[dict]) -> int:
+    """Rewrite errors.jsonl from the stats files (atomically); return the number of lines."""
+    tmp = out / f".{ERRORS}.tmp"
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for shard in stats:
+            for error in shard.get("errors", []):
+                handle.write(json.dumps({k: error.get(k) for k in ERROR_FIELDS}, sort_keys=True) + "\n")
+                count += 1
+    tmp.replace(out / ERRORS)
+    return count
+
+
+def write_index(out: Path, stats: list[dict]) -> None:
+    write_json_atomic(out / INDEX, index_document(out.name, stats))
+
+
+def write_manifest(out: Path, manifest: Mapping[str, Any]) -> None:
+    write_json_atomic(out / MANIFEST, dict(manifest))
+
+
+def refresh_run_files(out: Path) -> list[dict]:
+    """Rewrite errors.jsonl and index.json from the stats files; return the stats."""
+    stats = all_stats(out)
+    write_errors(out, stats)
+    write_index(out, stats)
+    return stats

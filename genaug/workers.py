@@ -1,0 +1,108 @@
+"""CPU work of the build, run in worker processes: read + decode + resize, and image encoding.
+
+Tasks work on whole batches (one pickle round trip per batch). `make_executor(0)` runs every
+task in-process, immediately, behind the same `submit()` interface, so the pipeline has one
+code path. Workers are started with the "spawn" method (safe beside CUDA and threads) and pin
+their thread pools to one thread.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import io
+import multiprocessing
+import os
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+
+
+@dataclasses.dataclass
+class Decoded:
+    """One input after the decode stage: either `prepared` or an error `reason`."""
+
+    item: Any  # genaug.sources.SourceItem (bytes dropped after decoding)
+    prepared: Any = None  # genaug.preprocess.Prepared, None when the input is bad
+    reason: str | None = None  # why the input was skipped
+
+
+def init_worker() -> None:
+    """Process initialiser: one thread per worker (the machine's cores are shared)."""
+    for name in _THREAD_ENV:
+        os.environ[name] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def decode_batch(items: Sequence[Any], resolution: int) -> tuple[list[Decoded], float]:
+    """Read and preprocess each item; bad inputs become a Decoded with a reason. Returns seconds spent."""
+    from genaug.preprocess import BadInput, prepare
+    from genaug.sources import read_item_bytes
+
+    start = time.perf_counter()
+    out = []
+    for item in items:
+        try:
+            prepared = prepare(read_item_bytes(item), resolution)
+        except BadInput as err:
+            out.append(Decoded(dataclasses.replace(item, data=None), reason=str(err) or type(err).__name__))
+            continue
+        except OSError as err:  # e.g. permission denied or a file that vanished mid-run
+            reason = f"cannot read: {err.strerror or err}"
+            out.append(Decoded(dataclasses.replace(item, data=None), reason=reason))
+            continue
+        out.append(Decoded(dataclasses.replace(item, data=None), prepared=prepared))
+    return out, time.perf_counter() - start
+
+
+def encode_image(image: np.ndarray, fmt: str, quality: int) -> bytes:
+    """(3, H, W) uint8 -> encoded bytes (JPEG/WebP at `quality`, PNG lossless)."""
+    from PIL import Image
+
+    pil = Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0)), mode="RGB")
+    buf = io.BytesIO()
+    if fmt == "png":
+        pil.save(buf, format="PNG", compress_level=6)
+    elif fmt == "jpg":
+        pil.save(buf, format="JPEG", quality=quality)
+    elif fmt == "webp":
+        pil.save(buf, format="WEBP", quality=quality, method=4)
+    else:
+        raise ValueError(f"unknown image format {fmt!r}; choose one of {sorted(_PIL_FORMATS)}")
+    return buf.getvalue()
+
+
+def encode_batch(images: np.ndarray, fmt: str, quality: int) -> tuple[list[bytes], float]:
+    """images: (B, 3, H, W) uint8 -> B encoded images, and the seconds spent."""
+    start = time.perf_counter()
+    out = [encode_image(img, fmt, quality) for img in images]
+    return out, time.perf_counter() - start
+
+
+class InlineExecutor(cf.Executor):
+    """Runs each task at submit time in the calling process (``--num-workers 0``)."""
+
+    def submit(self, fn: Callable, /, *args, **kwargs) -> cf.Future:
+        future: cf.Future = cf.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as err:  # handed to the caller through the future, as a pool would
+            future.set_exception(err)
+        return future
+
+
+def make_executor(num_workers: int) -> cf.Executor:
+    """A process pool of `num_workers` spawned workers, or an InlineExecutor for 0."""
+    if num_workers == 0:
+        return InlineExecutor()
+    return cf.ProcessPoolExecutor(
+        max_workers=num_workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=init_worker,
+    )
