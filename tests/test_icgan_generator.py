@@ -157,3 +157,19 @@ def test_bad_inputs_are_named():
         ICGANConfig(resolution=100)
     with pytest.raises(ValueError, match="attention_resolution=128"):
         ICGANConfig(resolution=64, attention_resolution=128)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", TINY)
+def test_cuda_channels_last_matches_official(name, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # exact fp32 convolutions
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    path, io, config = _fixture(name)
+    gen = Generator.from_official(path, config=config).cuda().to(memory_format=torch.channels_last)
+    stride = io["stride"]
+    with torch.no_grad():
+        out = gen(io["z"].cuda(), io["feats"].cuda()).cpu()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            low = gen(io["z"].cuda(), io["feats"].cuda()).float().cpu()
+    torch.testing.assert_close(out[:, :, ::stride, ::stride], io["out"], atol=1e-4, rtol=0)
+    assert (low[:, :, ::stride, ::stride] - io["out"]).abs().max() < 0.1
