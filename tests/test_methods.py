@@ -1,0 +1,273 @@
+"""The mask and noise editors on the registry's random-init presets, and truncated-normal sampling."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import pytest
+import torch
+from scipy import stats
+
+from genaug.methods import mask as mask_method
+from genaug.registry import REGISTRY, EditorContext
+from genaug.sampling.truncation import truncated_normal, truncated_normal_per_sample, truncation_bound
+
+TINY = sorted(p.name for p in REGISTRY.presets() if p.random_init)
+SEEDS = [11, 22, 33]
+
+
+def _editor(preset: str, device: str = "cpu", precision: str = "fp32", **options):
+    p = REGISTRY.preset(preset)
+    opts = REGISTRY.method(p.method).validate_options(options)
+    return p.build(EditorContext(p, {}, torch.device(device), precision, opts))
+
+
+def _images(editor, n: int = 3, seed: int = 0) -> torch.Tensor:
+    r = editor.resolution
+    return torch.randint(0, 256, (n, 3, r, r), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def _labels(n: int = 3) -> torch.Tensor:
+    return torch.tensor([5, 17, 999][:n])
+
+
+@pytest.fixture(scope="module", params=TINY)
+def tiny(request):
+    return _editor(request.param)
+
+
+def test_registry_has_both_tiny_presets_and_defaults():
+    assert TINY == ["icgan-tiny", "maskgit-tiny"]
+    assert REGISTRY.method("mask").default_preset == "maskgit-imagenet256"
+    assert REGISTRY.method("noise").default_preset == "icgan-imagenet256"
+    for name in ("icgan-imagenet256", "icgan-imagenet128", "icgan-imagenet64", "maskgit-imagenet256"):
+        assert REGISTRY.preset(name).files
+
+
+def test_random_init_warns_loudly(caplog):
+    with caplog.at_level(logging.WARNING):
+        _editor("icgan-tiny")
+    assert any("RANDOM weights" in r.getMessage() for r in caplog.records)
+
+
+def test_shape_dtype_params(tiny):
+    images = _images(tiny)
+    result = tiny.edit(images, SEEDS, _labels())
+    assert result.images.dtype == torch.uint8 and result.images.shape == images.shape
+    assert len(result.params) == 3
+    json.dumps(result.params)  # must be JSON-serialisable for the sample json
+    assert result.images.float().std() > 1.0  # not a constant image
+
+
+def test_deterministic_per_seed(tiny):
+    images = _images(tiny)
+    a = tiny.edit(images, SEEDS, _labels())
+    b = tiny.edit(images, SEEDS, _labels())
+    assert torch.equal(a.images, b.images) and a.params == b.params
+    c = tiny.edit(images, [s + 1 for s in SEEDS], _labels())
+    assert not torch.equal(a.images, c.images)
+
+
+def test_batch_size_independence(tiny):
+    """A sample alone equals itself in a batch: identical random choices, pixels equal up to the
+    float rounding of batched kernels (at most 1 level on a handful of pixels)."""
+    images, labels = _images(tiny), _labels()
+    batch = tiny.edit(images, SEEDS, labels)
+    for i in range(3):
+        alone = tiny.edit(images[i : i + 1], SEEDS[i : i + 1], labels[i : i + 1])
+        assert alone.params[0] == batch.params[i]
+        diff = (alone.images[0].int() - batch.images[i].int()).abs()
+        assert int(diff.max()) <= 1 and int((diff > 0).sum()) <= diff.numel() // 1000
+
+
+def test_describe(tiny):
+    d = tiny.describe()
+    json.dumps(d)
+    assert d["preset"] in TINY and d["random_init"] is True and d["device"] == "cpu"
+    assert d["parameters"] == sum(d["parameters_by_part"].values()) > 0
+    assert d["parameters"] == tiny.parameter_count()
+    assert d["precision"] == "fp32"
+
+
+def test_edit_rejects_bad_inputs(tiny):
+    images = _images(tiny)
+    with pytest.raises(ValueError, match="uint8"):
+        tiny.edit(images.float(), SEEDS, _labels())
+    with pytest.raises(ValueError, match="seeds"):
+        tiny.edit(images, SEEDS[:2], _labels())
+    with pytest.raises(ValueError, match="labels"):
+        tiny.edit(images, SEEDS, _labels()[:2])
+
+
+# ---- mask --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("options,flag", [
+    ({"num_iter": 0}, "--num-iter"), ({"start_iter": 12}, "--start-iter"), ({"start_iter": -1}, "--start-iter"),
+    ({"choice_temperature": -1.0}, "--choice-temperature"), ({"class_token": "fixed:x"}, "--class-token"),
+    ({"class_token": "fixed:1000"}, "--class-token"), ({"class_token": "guess"}, "--class-token"),
+    ({"ring_width": 8}, "--ring-width"), ({"mask": "random", "mask_ratio": 0.0}, "--mask-ratio"),
+    ({"mask": "blocks", "block_size": 17}, "--block-size"), ({"mask": "outpaint", "outpaint_scale": 1.0},
+                                                              "--outpaint-scale"),
+])
+def test_mask_option_errors(options, flag):
+    with pytest.raises(ValueError, match=flag):
+        _editor("maskgit-tiny", **options)
+
+
+def test_mask_unknown_pattern_rejected_by_spec():
+    with pytest.raises(ValueError, match="--mask"):
+        REGISTRY.method("mask").validate_options({"mask": "circle"})
+
+
+def test_unlabelled_sample_with_label_strategy_is_an_error():
+    editor = _editor("maskgit-tiny")
+    assert editor.requires_labels and mask_method.requires_labels({"class_token": "label"})
+    assert not mask_method.requires_labels({"class_token": "random"})
+    with pytest.raises(ValueError, match="--class-token random or fixed:N"):
+        editor.edit(_images(editor), SEEDS, torch.tensor([3, -1, 4]))
+
+
+class _Spy:
+    """Wraps the model's inpaint to capture the sequences the editor builds."""
+
+    def __init__(self, editor):
+        self.editor, self.seqs = editor, []
+        self.inner = editor.model.inpaint
+
+    def __call__(self, seq, **kwargs):
+        self.seqs.append(seq.clone())
+        return self.inner(seq, **kwargs)
+
+
+def _captured(monkeypatch, editor, labels):
+    spy = _Spy(editor)
+    monkeypatch.setattr(editor.model, "inpaint", spy)
+    result = editor.edit(_images(editor), SEEDS, labels)
+    return result, spy.seqs[0]
+
+
+def test_mask_sequence_ring_and_label(monkeypatch):
+    editor = _editor("maskgit-tiny")
+    result, seq = _captured(monkeypatch, editor, _labels())
+    cfg = editor.model.config
+    assert seq[:, 0].tolist() == [cfg.codebook_size + c for c in (5, 17, 999)]
+    grid = seq[:, 1:].view(3, 16, 16)
+    tokens = editor.model.encode(_images(editor).float() / 255.0)
+    assert (grid[:, 1:15, 1:15] == -1).all()
+    ring = torch.ones(16, 16, dtype=torch.bool)
+    ring[1:15, 1:15] = False
+    assert torch.equal(grid[:, ring], tokens[:, ring])
+    assert [p["n_masked"] for p in result.params] == [196] * 3
+    assert [p["class_token"] for p in result.params] == [5, 17, 999]
+    assert all(p["tokens_changed"] <= p["n_masked"] for p in result.params)
+
+
+def test_mask_fixed_and_random_class(monkeypatch):
+    editor = _editor("maskgit-tiny", class_token="fixed:7")
+    result, seq = _captured(monkeypatch, editor, torch.full((3,), -1))
+    assert seq[:, 0].tolist() == [editor.codebook_size + 7] * 3 and result.params[0]["class_strategy"] == "fixed"
+    rand = _editor("maskgit-tiny", class_token="random")
+    first = rand.edit(_images(rand), SEEDS, torch.full((3,), -1)).params
+    again = rand.edit(_images(rand)[:1], SEEDS[:1], torch.full((1,), -1)).params
+    assert first[0]["class_token"] == again[0]["class_token"]
+    assert len({p["class_token"] for p in first}) > 1 and all(0 <= p["class_token"] < 1000 for p in first)
+
+
+def test_mask_outpaint_masks_surround(monkeypatch):
+    editor = _editor("maskgit-tiny", mask="outpaint", outpaint_scale=0.5, class_token="fixed:1")
+    result, seq = _captured(monkeypatch, editor, _labels())
+    grid = seq[:, 1:].view(3, 16, 16)
+    assert (grid[:, 4:12, 4:12] >= 0).all()
+    assert int((grid == -1).sum()) == 3 * (256 - 64)
+    assert result.params[0]["outpaint_scale"] == 0.5 and result.params[0]["n_masked"] == 192
+
+
+def test_mask_random_pattern_is_per_sample(monkeypatch):
+    editor = _editor("maskgit-tiny", mask="random", mask_ratio=0.5, class_token="fixed:1")
+    result, seq = _captured(monkeypatch, editor, _labels())
+    masked = seq[:, 1:] == -1
+    assert masked.sum(1).tolist() == [128] * 3
+    assert not torch.equal(masked[0], masked[1])
+    assert result.params[0]["mask_seed"] != result.params[1]["mask_seed"]
+
+
+def test_mask_bf16_autocast_runs_on_cpu():
+    editor = _editor("maskgit-tiny", precision="bf16", num_iter=4)
+    out = editor.edit(_images(editor, 1), SEEDS[:1], _labels(1))
+    assert out.images.dtype == torch.uint8 and editor.describe()["autocast"] == "bfloat16"
+
+
+# ---- noise -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("options,flag", [
+    ({"truncation": 0.0}, "truncation"), ({"truncation": -0.5}, "truncation"),
+    ({"truncation": float("nan")}, "truncation"), ({"candidates": 0}, "--candidates"),
+    ({"candidates": 65}, "--candidates"),
+])
+def test_noise_option_errors(options, flag):
+    with pytest.raises(ValueError, match=flag):
+        _editor("icgan-tiny", **options)
+
+
+def test_noise_params_and_truncation_recorded():
+    editor = _editor("icgan-tiny", truncation=0.4)
+    params = editor.edit(_images(editor), SEEDS, torch.full((3,), -1)).params
+    assert params[0]["truncation"] == 0.4 and params[0]["truncation_bound"] == 0.8
+    assert params[0]["candidate"] == 0 and "feature_distance" not in params[0]
+    assert len({p["z_seed"] for p in params}) == 3
+    assert not editor.requires_labels
+
+
+def test_noise_candidates_keep_the_closest():
+    k3 = _editor("icgan-tiny", candidates=3)
+    images = _images(k3)
+    result = k3.edit(images, SEEDS, torch.full((3,), -1))
+    z = k3._noise(SEEDS)  # (B, 3, dim_z)
+    with torch.no_grad():
+        feats = k3.encoder(images)
+        dists = torch.stack([k3._distance(k3.generator(z[:, k], feats), feats) for k in range(3)], 1)
+    assert [p["candidate"] for p in result.params] == dists.argmin(1).tolist()
+    for p, d in zip(result.params, dists.min(1).values.tolist()):
+        assert math.isclose(p["feature_distance"], d, abs_tol=1e-5)
+    k1 = _editor("icgan-tiny", candidates=1)
+    assert torch.equal(k1._noise(SEEDS)[:, 0], z[:, 0])  # candidate 0 is the K=1 noise
+
+
+# ---- truncated normal --------------------------------------------------------------------------
+def test_truncation_bound_is_official_rule():
+    assert truncation_bound(0.7) == pytest.approx(1.4)
+    with pytest.raises(ValueError, match="0.7"):
+        truncation_bound(0)
+
+
+@pytest.mark.parametrize("bound", [0.4, 1.4, 4.0])
+def test_truncated_normal_matches_scipy(bound):
+    x = truncated_normal((20000,), bound, torch.Generator().manual_seed(int(bound * 10)))
+    assert x.dtype == torch.float32 and float(x.abs().max()) <= bound
+    ref = stats.truncnorm(-bound, bound)
+    assert stats.kstest(x.double().numpy(), ref.cdf).pvalue > 1e-3
+    assert float(x.var()) == pytest.approx(ref.var(), rel=0.05)
+    assert abs(float(x.mean())) < 4 * math.sqrt(ref.var() / x.numel())
+
+
+def test_truncated_normal_per_sample_rows_are_independent_of_batch():
+    gens = lambda seeds: [torch.Generator().manual_seed(s) for s in seeds]  # noqa: E731
+    batch = truncated_normal_per_sample(gens([1, 2, 3]), (4, 5), 1.4)
+    alone = truncated_normal_per_sample(gens([2]), (4, 5), 1.4)
+    assert batch.shape == (3, 4, 5) and torch.equal(batch[1], alone[0])
+    assert not torch.equal(batch[0], batch[1])
+    with pytest.raises(ValueError):
+        truncated_normal_per_sample([], (3,), 1.0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("preset", TINY)
+def test_cuda_matches_cpu_choices_and_is_batch_independent(preset):
+    cpu, gpu = _editor(preset), _editor(preset, device="cuda", precision="auto")
+    images, labels = _images(cpu), _labels()
+    out = gpu.edit(images.cuda(), SEEDS, labels.cuda())
+    again = gpu.edit(images[:1].cuda(), SEEDS[:1], labels[:1].cuda())
+    assert out.images.is_cuda and out.images.dtype == torch.uint8
+    assert again.params[0] == out.params[0]
+    if preset == "icgan-tiny":  # z is drawn on the CPU: the same noise on every device
+        assert out.params == cpu.edit(images, SEEDS, labels).params
