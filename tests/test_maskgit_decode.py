@@ -1,0 +1,120 @@
+"""Decode behaviour on the tiny config: per-sample seeding, noise injection, schedule, validation."""
+
+import numpy as np
+import pytest
+import torch
+
+from genaug.models.maskgit import MaskGIT, MaskGITConfig
+from genaug.sampling.maskgit_decode import cosine_mask_ratio, decode_step, draw_gumbel, schedule_tensors
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(1)
+    return MaskGIT(MaskGITConfig.tiny()).eval()
+
+
+def _ring_seq(model, batch: int, seed: int) -> torch.Tensor:
+    """Random image tokens with the 14x14 interior masked, class token first."""
+    cfg = model.config
+    g = torch.Generator().manual_seed(seed)
+    grid = torch.randint(0, cfg.codebook_size, (batch, cfg.latent_size, cfg.latent_size), generator=g)
+    grid[:, 1:-1, 1:-1] = -1
+    cls = cfg.codebook_size + torch.randint(0, cfg.num_classes, (batch, 1), generator=g)
+    return torch.cat([cls, grid.flatten(1)], dim=1)
+
+
+def _gens(seeds):
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def test_known_tokens_kept_and_all_masked_tokens_filled(model):
+    seq = _ring_seq(model, 3, seed=0)
+    out = model.inpaint(seq, generator=_gens([1, 2, 3]))
+    assert out.shape == (3, 12, model.config.seq_len) and out.dtype == torch.int64
+    known = seq != -1
+    for step in range(12):
+        assert torch.equal(out[:, step][known], seq[known])
+        assert (out[:, step] >= 0).all() and (out[:, step][:, 1:] < model.config.codebook_size).all()
+    changed = out[:, -1][~known]
+    assert changed.unique().numel() > 5  # really sampled, not a constant
+
+
+def test_per_sample_generators_make_output_independent_of_batch(model):
+    seqs = _ring_seq(model, 4, seed=3)
+    alone = model.inpaint(seqs[:1], generator=_gens([42]))
+    batched = model.inpaint(seqs, generator=_gens([42, 7, 8, 9]))
+    others = model.inpaint(torch.cat([seqs[:1], seqs[2:]]), generator=_gens([42, 5, 6]))
+    assert torch.equal(alone[0], batched[0]) and torch.equal(alone[0], others[0])
+    assert not torch.equal(batched[1], model.inpaint(seqs[1:2], generator=_gens([43]))[0])
+
+
+def test_injected_noise_reproduces_generator_draws_in_official_order(model):
+    seq = _ring_seq(model, 2, seed=5)
+    cfg, length = model.config, model.config.seq_len
+    gens = _gens([10, 11])
+    noise = []
+    for _ in range(12):  # sample noise first, then choice noise, per step
+        noise.append((draw_gumbel((length, cfg.codebook_size), gens, 2, torch.device("cpu")),
+                      draw_gumbel((length,), gens, 2, torch.device("cpu"))))
+    assert torch.equal(model.inpaint(seq, noise=noise), model.inpaint(seq, generator=_gens([10, 11])))
+    start = 3
+    partial = [None] * start + noise[start:]
+    out = model.inpaint(seq, start_iter=start, noise=partial)
+    assert torch.equal(out[:, :start], seq[:, None].expand(-1, start, -1))
+
+
+def test_remask_count_follows_float32_cosine_schedule():
+    torch.manual_seed(0)
+    batch, length, k, n_iter = 2, 1 + 196 + 60, 16, 12
+    cur = torch.randint(0, k, (batch, length))
+    cur[:, 1:197] = -1
+    unknown0 = (cur == -1).sum(-1, keepdim=True).float()
+    ratios, temps = schedule_tensors(n_iter, 4.5, torch.device("cpu"))
+    unknown = 196
+    for step in range(n_iter):
+        logits = torch.randn(batch, length, k)
+        _, cur = decode_step(cur, logits, unknown0, torch.randn(batch, length, k), torch.randn(batch, length),
+                             ratios[step], temps[step])
+        expected = max(1, min(unknown - 1, int(np.floor(np.float32(196) * cosine_mask_ratio(step, n_iter)))))
+        assert ((cur == -1).sum(-1) == expected).all(), step
+        unknown = expected
+    assert temps[-1] == 0 and abs(float(temps[0]) - 4.5 * 11 / 12) < 1e-6
+
+
+def test_bf16_autocast_runs_with_fp32_sampling(model):
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        tokens = model.encode(images)
+        seq = torch.cat([torch.full((2, 1), model.config.codebook_size), tokens.flatten(1)], dim=1)
+        seq[:, 20:120] = -1
+        out = model.inpaint(seq, num_iter=4, generator=_gens([1, 2]))
+        recon = model.decode(out[:, -1, 1:].reshape(2, 16, 16))
+    assert tokens.dtype == torch.int64 and recon.dtype == torch.float32
+    assert torch.equal(out[:, -1][seq != -1], seq[seq != -1]) and (out[:, -1] >= 0).all()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(num_iter=0), "num_iter=0"),
+    (dict(num_iter=4, start_iter=4), "start_iter=4"),
+    (dict(choice_temperature=float("nan")), "choice_temperature"),
+    (dict(generator=_gens([1])), "1 generators for a batch of 2"),
+    (dict(noise=[None] * 3), "noise has 3 entries"),
+])
+def test_inpaint_validates_arguments(model, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        model.inpaint(_ring_seq(model, 2, seed=0), **kwargs)
+
+
+def test_inputs_are_validated(model):
+    seq = _ring_seq(model, 1, seed=0)
+    with pytest.raises(ValueError, match="outside"):
+        model.inpaint(seq.clone().fill_(model.config.vocab_size))
+    with pytest.raises(ValueError, match=r"\(B, 257\)"):
+        model.inpaint(seq[:, :100])
+    with pytest.raises(ValueError, match="float"):
+        model.encode(torch.rand(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="integer"):
+        model.decode(torch.rand(1, 16, 16))
+    with pytest.raises(ValueError, match="filters=16.*multiple of 32"):
+        MaskGITConfig(filters=16)
