@@ -216,16 +216,28 @@ class MaskEditor(Editor):
 
 
 # ---- presets -------------------------------------------------------------------------------------
-def _build_official(ctx: EditorContext) -> MaskEditor:
-    from genaug.models.maskgit import MaskGIT, MaskGITConfig
+def _config(config: Mapping[str, Any] | None):
+    """MaskGITConfig from keyword overrides (None: the ImageNet-256 defaults)."""
+    from genaug.models.maskgit import MaskGITConfig
 
-    cfg = MaskGITConfig()
-    validate_options(ctx.options, cfg.latent_size, cfg.num_classes)  # before loading 900 MB
-    if CONVERTED_NAME in ctx.weights:
-        model = MaskGIT.from_torch(ctx.weights[CONVERTED_NAME], cfg)
-    else:
-        model = MaskGIT.from_official(ctx.weights["tokenizer"], ctx.weights["transformer"], config=cfg)
-    return MaskEditor(model, ctx.preset, ctx.device, ctx.precision, ctx.options)
+    return MaskGITConfig(**config) if config else MaskGITConfig()
+
+
+def official_builder(config: Mapping[str, Any] | None = None):
+    """Preset.build for official (or converted) weights of the MaskGIT architecture `config`."""
+
+    def build(ctx: EditorContext) -> MaskEditor:
+        from genaug.models.maskgit import MaskGIT
+
+        cfg = _config(config)
+        validate_options(ctx.options, cfg.latent_size, cfg.num_classes)  # before loading 900 MB
+        if CONVERTED_NAME in ctx.weights:
+            model = MaskGIT.from_torch(ctx.weights[CONVERTED_NAME], cfg)
+        else:
+            model = MaskGIT.from_official(ctx.weights["tokenizer"], ctx.weights["transformer"], config=cfg)
+        return MaskEditor(model, ctx.preset, ctx.device, ctx.precision, ctx.options)
+
+    return build
 
 
 def _build_tiny(ctx: EditorContext) -> MaskEditor:
@@ -238,11 +250,13 @@ def _build_tiny(ctx: EditorContext) -> MaskEditor:
     return MaskEditor(model, ctx.preset, ctx.device, ctx.precision, ctx.options)
 
 
-def convert_official(weights: Mapping[str, Path], out: Path) -> None:
-    """Official msgpack checkpoints -> torch file at `out`; the reloaded file must equal the conversion."""
-    from genaug.models.maskgit import MaskGIT, MaskGITConfig
+def convert_official(weights: Mapping[str, Path], out: Path, config: Mapping[str, Any] | None = None) -> None:
+    """Official msgpack checkpoints -> torch file at `out`; the reloaded file must equal the conversion.
 
-    cfg = MaskGITConfig()
+    config: MaskGITConfig keyword overrides (None: ImageNet-256)."""
+    from genaug.models.maskgit import MaskGIT
+
+    cfg = _config(config)
     model = MaskGIT.from_official(weights["tokenizer"], weights["transformer"], config=cfg)
     tmp = out.with_name(out.name + ".part")
     model.save_torch(tmp)
@@ -252,6 +266,7 @@ def convert_official(weights: Mapping[str, Path], out: Path) -> None:
             tmp.unlink(missing_ok=True)
             raise RuntimeError(f"converted file differs from the conversion at {name!r}; nothing written")
     tmp.replace(out)
+    log.info("converted %s -> %s", sorted(str(p) for p in weights.values()), out)
 
 
 REGISTRY.register_preset(Preset(
@@ -264,7 +279,7 @@ REGISTRY.register_preset(Preset(
         WeightFile("transformer", "maskgit_imagenet256_checkpoint", _URL + "maskgit_imagenet256_checkpoint",
                    None, "MaskGIT class-conditional transformer, flax msgpack"),
     ),
-    build=_build_official,
+    build=official_builder(),
 ))
 register_converter("maskgit-imagenet256", convert_official)
 
