@@ -302,10 +302,17 @@ def _is_remote(url: str) -> bool:
 
 
 def iter_tar_samples(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {field: bytes}) per sample of a tar, streaming; members are grouped like WebDataset:
-    key = path up to the first '.' of the file name, field = the rest (lower case)."""
+    """(key, {field: bytes}) per sample of the tar at `url` (a path or a webdataset.gopen URL)."""
     stream = open(url, "rb") if not _is_remote(url) else webdataset.gopen(url, "rb")
-    with stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
+    with stream:
+        yield from iter_tar_stream(stream)
+
+
+def iter_tar_stream(fileobj: IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {field: bytes}) per sample of a tar read sequentially from `fileobj`; members are
+    grouped like WebDataset: key = path up to the first '.' of the file name, field = the rest
+    (lower case); consecutive members with the same key form one sample."""
+    with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
         key, fields = None, {}
         for member in tar:
             if not member.isfile():

@@ -1,0 +1,102 @@
+"""Contact sheet of real|aug pairs from genaug shards (`genaug inspect --grid out.png`).
+
+Each cell shows the model's view of the real image (decoded, EXIF-transposed, cropped to the json
+``crop_box`` and resized to the aug image's size) beside the aug image, with the key below.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+
+from genaug.sources import iter_tar_samples
+
+log = logging.getLogger(__name__)
+
+PAD = 4  # pixels between cells and around the sheet
+CAPTION_H = 12  # pixels of caption text under a pair
+BACKGROUND = (32, 32, 32)
+AUG_FIELDS = ("aug.jpg", "aug.png", "aug.webp")
+_PAIR_ERRORS = (OSError, SyntaxError, EOFError, ValueError, KeyError, TypeError, UnidentifiedImageError)
+
+
+def sheet_size(n_pairs: int, tile: int, columns: int, captions: bool) -> tuple[int, int]:
+    """(width, height) of a sheet of `n_pairs` pairs of tile x tile images, `columns` pairs a row."""
+    rows = math.ceil(n_pairs / columns)
+    cols = min(columns, n_pairs)
+    cell_w, cell_h = 2 * tile + PAD, tile + PAD + (CAPTION_H if captions else 0)
+    return cols * cell_w + PAD, rows * cell_h + PAD
+
+
+def real_view(real_bytes: bytes, meta: dict, size: tuple[int, int]) -> Image.Image:
+    """The real image as the model saw it: EXIF-transposed, crop_box, resized to `size` (bicubic)."""
+    with Image.open(io.BytesIO(real_bytes)) as image:
+        upright = ImageOps.exif_transpose(image).convert("RGB")
+    left, top, right, bottom = (int(v) for v in meta["crop_box"])
+    return upright.crop((left, top, right, bottom)).resize(size, Image.Resampling.BICUBIC)
+
+
+def iter_pairs(shards: Sequence[Path], n: int) -> Iterator[tuple[str, Image.Image, Image.Image]]:
+    """(key, real view, aug) for the first `n` samples whose pair decodes; others are logged."""
+    found = 0
+    for shard in shards:
+        for key, fields in iter_tar_samples(str(shard)):
+            aug_name = next((f for f in AUG_FIELDS if f in fields), None)
+            if aug_name is None or "real.jpg" not in fields or "json" not in fields:
+                log.warning("%s [%s]: left out of the grid: incomplete pair", shard.name, key)
+                continue
+            try:
+                with Image.open(io.BytesIO(fields[aug_name])) as raw:
+                    aug = raw.convert("RGB")
+                real = real_view(fields["real.jpg"], json.loads(fields["json"]), aug.size)
+            except _PAIR_ERRORS as err:
+                log.warning("%s [%s]: left out of the grid: %s", shard.name, key, err or type(err).__name__)
+                continue
+            yield key, real, aug
+            found += 1
+            if found >= n:
+                return
+
+
+def write_contact_sheet(shards: Sequence[Path], out: Path, n: int = 16, tile: int | None = None,
+                        columns: int = 4, captions: bool = True) -> dict:
+    """Write a PNG of up to `n` real|aug pairs; tile = side of each image (default: the first aug's
+    width). Returns {"path", "pairs", "tile", "size"}; ValueError if no pair decodes."""
+    if n < 1 or columns < 1 or (tile is not None and tile < 8):
+        raise ValueError(f"n={n}, columns={columns}, tile={tile}: need n >= 1, columns >= 1, tile >= 8")
+    pairs = list(iter_pairs(shards, n))
+    if not pairs:
+        raise ValueError("no sample with a decodable real.jpg, aug image and json to show")
+    side = tile or pairs[0][2].size[0]
+    width, height = sheet_size(len(pairs), side, columns, captions)
+    sheet = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for i, (key, real, aug) in enumerate(pairs):
+        row, col = divmod(i, columns)
+        x = PAD + col * (2 * side + PAD)
+        y = PAD + row * (side + PAD + (CAPTION_H if captions else 0))
+        sheet.paste(real.resize((side, side), Image.Resampling.BICUBIC), (x, y))
+        sheet.paste(aug.resize((side, side), Image.Resampling.BICUBIC), (x + side, y))
+        if captions:
+            draw.text((x, y + side + 1), _fit(draw, font, key, 2 * side), fill=(230, 230, 230), font=font)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out, format="PNG")
+    return {"path": str(out), "pairs": len(pairs), "tile": side, "size": [width, height]}
+
+
+def _fit(draw: ImageDraw.ImageDraw, font, text: str, width: int) -> str:
+    """`text`, or its tail after '...', so that it fits in `width` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    tail = text
+    while tail and draw.textlength("..." + tail, font=font) > width:
+        tail = tail[1:]
+    return "..." + tail

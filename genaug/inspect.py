@@ -1,0 +1,344 @@
+"""`genaug inspect`: summarise and verify genaug shards (library part; cli/inspect.py prints).
+
+``inspect_shards(paths, verify)`` returns a JSON-serialisable report: per shard the sample count,
+member fields, methods/presets, image sizes, labels, scores, its stats file and recorded errors,
+plus totals and, with ``verify``, a list of problems (every image decoded, every pair and json
+checked against docs/contracts.md, stats nsamples/filesize/md5 compared with the tar).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import re
+import statistics
+import tarfile
+from collections import Counter
+from pathlib import Path
+from typing import BinaryIO, Sequence
+
+import braceexpand
+from PIL import Image, UnidentifiedImageError
+
+from genaug.preprocess import exif_orientation
+from genaug.sources import iter_tar_stream
+
+log = logging.getLogger(__name__)
+
+JSON_FIELDS = ("key", "source", "label", "wnid", "orig_size", "orig_mode", "orig_format", "exif_transposed",
+               "crop_box", "resolution", "method", "preset", "weights_sha256", "seed", "run_seed", "edit",
+               "genaug_version")  # required in every sample's json (scores is optional)
+AUG_FIELDS = ("aug.jpg", "aug.png", "aug.webp")
+ERRORS_FILE = "errors.jsonl"
+SHARD_NUMBER = re.compile(r"shard-(\d+)")
+_IMAGE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, Image.DecompressionBombError)
+
+
+class InspectError(ValueError):
+    """A path given to inspect that cannot be used; the message names it."""
+
+
+def resolve_shards(paths: Sequence[str]) -> list[Path]:
+    """Shard files from files, folders (their shard-*.tar, else *.tar, in order) and brace patterns."""
+    found: list[Path] = []
+    for given in paths:
+        for item in braceexpand.braceexpand(str(given)):
+            path = Path(item).expanduser()
+            if path.is_dir():
+                tars = sorted(path.glob("shard-*.tar"), key=_shard_order) or sorted(path.glob("*.tar"))
+                if not tars:
+                    raise InspectError(f"{item}: folder holds no .tar shards")
+                found.extend(tars)
+            elif path.is_file():
+                found.append(path)
+            else:
+                raise InspectError(f"{item}: no such shard file or folder")
+    return found
+
+
+def _shard_order(path: Path) -> tuple[int, str]:
+    match = SHARD_NUMBER.fullmatch(path.stem)
+    return (int(match.group(1)) if match else -1, path.name)
+
+
+class _HashingReader:
+    """Read-only wrapper that hashes everything read, so one pass both parses and checksums."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.md5 = hashlib.md5()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self.md5.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+class ShardSummary:
+    """Aggregates of one shard, filled sample by sample (memory: counters and score lists only)."""
+
+    def __init__(self, path: Path, verify: bool) -> None:
+        self.path, self.verify = path, verify
+        self.nsamples = 0
+        self.fields: Counter = Counter()
+        self.methods: Counter = Counter()
+        self.presets: Counter = Counter()
+        self.aug_sizes: Counter = Counter()
+        self.orig_short_sides: list[int] = []
+        self.labels: Counter = Counter()
+        self.scores: dict[str, list[float]] = {}
+        self.problems: list[str] = []
+        self._keys: set[str] = set()
+
+    def problem(self, key: str | None, text: str) -> None:
+        self.problems.append(f"{self.path.name}{f' [{key}]' if key else ''}: {text}")
+
+    def add(self, key: str, fields: dict[str, bytes]) -> None:
+        self.nsamples += 1
+        self.fields.update(fields.keys())
+        if key in self._keys:
+            self.problem(key, "duplicate key in the shard")
+        self._keys.add(key)
+        meta = self._read_json(key, fields.get("json"))
+        aug_name = next((f for f in AUG_FIELDS if f in fields), None)
+        if aug_name is None:
+            self.problem(key, f"no aug image (expected one of {', '.join(AUG_FIELDS)})")
+        else:
+            size = _image_size(fields[aug_name], full=self.verify)
+            if isinstance(size, str):
+                self.problem(key, f"{aug_name} does not decode: {size}")
+            else:
+                self.aug_sizes[f"{size[0]}x{size[1]}"] += 1
+        if "real.jpg" not in fields:
+            self.problem(key, "no real.jpg")
+        elif self.verify:
+            self._check_real(key, fields["real.jpg"], meta)
+        self._check_label(key, fields.get("cls"), meta)
+        if meta is not None:
+            self._collect_meta(meta)
+
+    def _read_json(self, key: str, raw: bytes | None) -> dict | None:
+        if raw is None:
+            self.problem(key, "no json")
+            return None
+        try:
+            meta = json.loads(raw)
+        except ValueError as err:
+            self.problem(key, f"json does not parse: {err}")
+            return None
+        if not isinstance(meta, dict):
+            self.problem(key, "json is not an object")
+            return None
+        if self.verify:
+            missing = [f for f in JSON_FIELDS if f not in meta]
+            if missing:
+                self.problem(key, f"json lacks field(s) {', '.join(missing)}")
+            if "key" in meta and meta["key"] != key:
+                self.problem(key, f"json key {meta['key']!r} differs from the member key")
+        return meta
+
+    def _check_real(self, key: str, data: bytes, meta: dict | None) -> None:
+        size = _image_size(data, full=True, upright=True)
+        if isinstance(size, str):
+            self.problem(key, f"real.jpg does not decode: {size}")
+            return
+        if meta is None or not isinstance(meta.get("orig_size"), list):
+            return
+        if list(size) != meta["orig_size"]:
+            self.problem(key, f"real.jpg is {size[0]}x{size[1]} (EXIF-transposed) but json orig_size is "
+                              f"{meta['orig_size']}")
+        box = meta.get("crop_box")
+        if not (isinstance(box, list) and len(box) == 4 and 0 <= box[0] < box[2] <= size[0]
+                and 0 <= box[1] < box[3] <= size[1]):
+            self.problem(key, f"crop_box {box} is not inside the {size[0]}x{size[1]} real image")
+
+    def _check_label(self, key: str, cls: bytes | None, meta: dict | None) -> None:
+        label = meta.get("label") if meta else None
+        self.labels["unlabelled" if label is None else label] += 1
+        if not self.verify or meta is None:
+            return
+        if cls is None:
+            if label is not None:
+                self.problem(key, f"json label {label} but no cls member")
+            return
+        text = cls.decode("ascii", errors="replace").strip()
+        if text != str(label):
+            self.problem(key, f"cls {text!r} does not match json label {label!r}")
+
+    def _collect_meta(self, meta: dict) -> None:
+        self.methods[str(meta.get("method"))] += 1
+        self.presets[str(meta.get("preset"))] += 1
+        orig = meta.get("orig_size")
+        if isinstance(orig, list) and len(orig) == 2:
+            self.orig_short_sides.append(min(orig))
+        for name, value in (meta.get("scores") or {}).items():
+            if isinstance(value, (int, float)):
+                self.scores.setdefault(name, []).append(float(value))
+
+    def report(self) -> dict:
+        labelled = {k: v for k, v in self.labels.items() if k != "unlabelled"}
+        return {
+            "shard": str(self.path),
+            "nsamples": self.nsamples,
+            "fields": dict(sorted(self.fields.items())),
+            "methods": dict(self.methods),
+            "presets": dict(self.presets),
+            "aug_sizes": dict(self.aug_sizes),
+            "orig_short_side": _range(self.orig_short_sides),
+            "labels": {"labelled": sum(labelled.values()), "unlabelled": self.labels.get("unlabelled", 0),
+                       "classes": len(labelled), "min": min(labelled, default=None),
+                       "max": max(labelled, default=None)},
+            "scores": summarise_scores(self.scores),
+            "problems": len(self.problems),
+        }
+
+
+def _range(values: list[int]) -> dict | None:
+    return {"min": min(values), "max": max(values)} if values else None
+
+
+def summarise_scores(scores: dict[str, list[float]]) -> dict:
+    return {name: {"n": len(v), "mean": statistics.fmean(v), "median": statistics.median(v)}
+            for name, v in sorted(scores.items()) if v}
+
+
+def _image_size(data: bytes, full: bool, upright: bool = False) -> tuple[int, int] | str:
+    """(width, height) of encoded `data`, decoding it fully when `full`; the error text otherwise."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if full:
+                image.load()
+            width, height = image.size
+            if upright and exif_orientation(image) in (5, 6, 7, 8):  # these orientations swap the axes
+                return height, width
+            return width, height
+    except UnidentifiedImageError:
+        return "not a recognised image"
+    except _IMAGE_ERRORS as err:
+        return str(err) or type(err).__name__
+
+
+def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
+    """Report on the shards named by `paths` (see resolve_shards); verify: decode and check all."""
+    shards = resolve_shards(paths)
+    run_errors = _load_run_errors({p.parent for p in shards})
+    reports, problems, scores = [], [], {}
+    for path in shards:
+        summary = ShardSummary(path, verify)
+        digest = _read_into(summary)
+        stats = _read_stats(path, summary)
+        if verify and stats is not None and digest is not None:
+            _compare_stats(summary, stats, digest)
+        report = summary.report()
+        report["stats"] = _stats_digest(stats)
+        report["errors"] = _errors_for(path, run_errors.get(path.parent, []))
+        reports.append(report)
+        problems.extend(summary.problems)
+        for name, values in summary.scores.items():
+            scores.setdefault(name, []).extend(values)
+    all_errors = [e for errors in run_errors.values() for e in errors]
+    totals = {
+        "shards": len(reports),
+        "nsamples": sum(r["nsamples"] for r in reports),
+        "methods": dict(sum((Counter(r["methods"]) for r in reports), Counter())),
+        "presets": dict(sum((Counter(r["presets"]) for r in reports), Counter())),
+        "errors_recorded": len(all_errors),
+        "error_reasons": dict(Counter(_reason_kind(e.get("reason", "")) for e in all_errors).most_common()),
+        "scores": summarise_scores(scores),
+        "problems": len(problems),
+    }
+    return {"verified": verify, "shards": reports, "totals": totals, "problems": problems}
+
+
+def _read_into(summary: ShardSummary) -> tuple[int, str] | None:
+    """Feed every sample of the shard to `summary`; (filesize, md5) of the tar, None if unreadable."""
+    try:
+        with open(summary.path, "rb") as raw:
+            reader = _HashingReader(raw)
+            for key, fields in iter_tar_stream(reader):
+                summary.add(key, fields)
+            reader.drain()
+    except (tarfile.TarError, OSError) as err:
+        summary.problem(None, f"not a readable tar: {err}")
+        return None
+    return reader.size, reader.md5.hexdigest()
+
+
+def _read_stats(path: Path, summary: ShardSummary) -> dict | None:
+    stats_path = path.with_suffix(".json")
+    try:
+        stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if summary.verify:
+            summary.problem(None, f"no stats file {stats_path.name} (the shard is not marked done)")
+        return None
+    except (OSError, ValueError) as err:
+        summary.problem(None, f"stats file {stats_path.name} is unreadable: {err}")
+        return None
+    return stats if isinstance(stats, dict) else None
+
+
+def _compare_stats(summary: ShardSummary, stats: dict, digest: tuple[int, str]) -> None:
+    size, md5 = digest
+    checks = (("nsamples", summary.nsamples), ("filesize", size), ("md5sum", md5))
+    for name, actual in checks:
+        if name not in stats:
+            summary.problem(None, f"stats file lacks {name}")
+        elif stats[name] != actual:
+            summary.problem(None, f"stats {name} is {stats[name]!r} but the tar has {actual!r}")
+
+
+def _stats_digest(stats: dict | None) -> dict | None:
+    if stats is None:
+        return None
+    keep = ("nsamples", "nerrors", "filesize", "md5sum", "device", "device_name", "batch_size", "images_per_s")
+    return {k: stats[k] for k in keep if k in stats}
+
+
+def _load_run_errors(folders: set[Path]) -> dict[Path, list[dict]]:
+    """errors.jsonl lines per run folder (folders without one are left out)."""
+    found = {}
+    for folder in sorted(folders):
+        path = folder / ERRORS_FILE
+        if not path.is_file():
+            continue
+        lines = []
+        with open(path, encoding="utf-8") as handle:
+            for lineno, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    lines.append(json.loads(line))
+                except ValueError:
+                    log.warning("%s line %d is not JSON; ignored", path, lineno)
+        found[folder] = [e for e in lines if isinstance(e, dict)]
+    return found
+
+
+def _shard_number(value) -> int | None:
+    """The shard index of an errors.jsonl `shard` value: 3, "3", "shard-0003" or "shard-0003.tar"."""
+    if isinstance(value, int):
+        return value
+    match = re.search(r"(\d+)", str(value))
+    return int(match.group(1)) if match else None
+
+
+def _errors_for(path: Path, errors: list[dict]) -> dict:
+    match = SHARD_NUMBER.fullmatch(path.stem)
+    number = int(match.group(1)) if match else None
+    mine = [e for e in errors if number is not None and _shard_number(e.get("shard")) == number]
+    return {"count": len(mine), "reasons": dict(Counter(_reason_kind(e.get("reason", "")) for e in mine)),
+            "examples": [{k: e.get(k) for k in ("key", "path", "reason")} for e in mine[:3]]}
+
+
+def _reason_kind(reason: str) -> str:
+    """The general part of an error reason ("image too small: 8x8 px ..." -> "image too small")."""
+    return re.split(r"[:(]", str(reason), maxsplit=1)[0].strip() or "unknown"
