@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Iterator, Sequence
 
 import torch
@@ -79,3 +80,39 @@ def random_init_seeded(build, seed: int):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()
+
+
+def time_editor(editor, batch_size: int, n_images: int, seed: int = 0) -> float:
+    """Seconds per image of `editor.edit` at `batch_size`, over at least `n_images` images after one
+    warm-up batch (random uint8 inputs, labels 0, synchronised on CUDA). For benchmarks."""
+    device = getattr(editor, "device", torch.device("cpu"))
+    r = editor.resolution
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (batch_size, 3, r, r), dtype=torch.uint8, generator=gen).to(device)
+    labels = torch.zeros(batch_size, dtype=torch.long, device=device)
+    batches = max(1, -(-n_images // batch_size))
+
+    def run(i: int) -> None:
+        editor.edit(images, [seed + i * batch_size + j for j in range(batch_size)], labels)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    run(-1)  # warm-up: allocator, kernels, autotuning
+    start = time.perf_counter()
+    for i in range(batches):
+        run(i)
+    return (time.perf_counter() - start) / (batches * batch_size)
+
+
+def sweep_batch_sizes(editor, batch_sizes: Sequence[int], n_images: int) -> list[dict]:
+    """time_editor at each batch size: [{batch_size, ms_per_image, images_per_s, ratio_to_batch1}].
+
+    The ratio is batch 1's ms/image divided by this batch size's (the speed-up), measured in this run."""
+    rows = []
+    for bs in batch_sizes:
+        s = time_editor(editor, bs, max(n_images, bs))
+        rows.append({"batch_size": bs, "ms_per_image": 1000.0 * s, "images_per_s": 1.0 / s})
+    base = next((r["ms_per_image"] for r in rows if r["batch_size"] == 1), None)
+    for r in rows:
+        r["ratio_to_batch1"] = base / r["ms_per_image"] if base else None
+    return rows
