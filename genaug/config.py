@@ -143,17 +143,17 @@ def check_out_dir(out: Path) -> Path:
     return out.resolve()
 
 
-def check_label_options(method: MethodSpec, options: Mapping[str, Any], labelled: bool) -> None:
-    """A choice option set to "label" needs a labelled source (e.g. a class-token strategy)."""
-    if labelled:
+def check_label_options(method: MethodSpec, options: Mapping[str, Any], source: Any) -> None:
+    """An option set to "label" (e.g. a class-token strategy) needs a labelled source."""
+    if getattr(source, "labelled", False):
         return
     for opt in method.options:
-        if isinstance(opt.type, tuple) and "label" in opt.type and options.get(opt.name) == "label":
+        if isinstance(options.get(opt.name), str) and options[opt.name] == "label":
             flag = "--" + opt.name.replace("_", "-")
-            others = [c for c in opt.type if c != "label"]
             raise ConfigError(
-                f"{flag} label: the data source has no labels; use an ImageNet-style folder, a file list "
-                f"with labels, or shards with cls, or choose {flag} from {others}"
+                f"{flag} label: the data ({getattr(source, 'description', source)}) has no labels; use "
+                f"ImageNet-style class folders, a path,label list or shards with cls, or choose another "
+                f"{flag} ({opt.help})"
             )
 
 
@@ -230,7 +230,7 @@ def resolve(config: BuildConfig) -> ResolvedBuild:
     config = dataclasses.replace(config, preset=preset.name, scores=check_scores(config.scores))
     device = resolve_device(config.device)
     source = _resolve_data(config.data)
-    check_label_options(method, options, bool(getattr(source, "labelled", False)))
+    check_label_options(method, options, source)
     out = check_out_dir(config.out)
     config = dataclasses.replace(config, out=out)
     weights, sha = _resolve_weights(preset, config.weights)

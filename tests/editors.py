@@ -8,7 +8,8 @@ and image), so batch size cannot change the shards. Options:
 * ``amplitude`` (int, output-affecting): noise amplitude in grey levels;
 * ``delay`` (float, not output-affecting): seconds to sleep per batch, to make a build slow
   enough to kill mid-run;
-* ``fail`` (bool, not output-affecting): raise on every batch, to test the abort path.
+* ``fail_label`` (int, not output-affecting): raise on a batch holding that label (-2: never), to
+  test the abort path after some shards are complete.
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ class InvertNoiseEditor(Editor):
         self.device = ctx.device
         self.amplitude = int(ctx.options["amplitude"])
         self.delay = float(ctx.options["delay"])
-        self.fail = bool(ctx.options["fail"])
+        self.fail_label = int(ctx.options["fail_label"])
 
     def edit(self, images: torch.Tensor, seeds: Sequence[int], labels: torch.Tensor) -> EditResult:
-        if self.fail:
-            raise RuntimeError("test editor asked to fail (--fail)")
+        if self.fail_label in labels.tolist():
+            raise RuntimeError(f"test editor asked to fail on label {self.fail_label} (--fail-label)")
         if self.delay:
             time.sleep(self.delay)
         out, params = [], []
@@ -70,7 +71,7 @@ def _register() -> None:
         options=(
             OptionSpec("amplitude", int, 8, "noise amplitude in grey levels"),
             OptionSpec("delay", float, 0.0, "seconds to sleep per batch", affects_output=False),
-            OptionSpec("fail", bool, False, "raise on every batch", affects_output=False),
+            OptionSpec("fail_label", int, -2, "raise on a batch holding this label", affects_output=False),
         ),
     ))
     REGISTRY.register_preset(Preset(
@@ -84,3 +85,34 @@ def _register() -> None:
 
 
 _register()
+
+
+# ---- helpers shared by the pipeline tests ------------------------------------------------------
+def read_samples(out) -> dict[str, dict]:
+    """Every sample of the shards listed in out/index.json, read with plain webdataset, by key."""
+    import json
+    from pathlib import Path
+
+    import webdataset as wds
+
+    out = Path(out)
+    index = json.loads((out / "index.json").read_text())
+    urls = [str(out / entry["url"]) for entry in index["shardlist"]]
+    samples = {}
+    for sample in wds.WebDataset(urls, shardshuffle=False):
+        assert sample["__key__"] not in samples, f"duplicate key {sample['__key__']}"
+        samples[sample["__key__"]] = sample
+    return samples
+
+
+def output_bytes(out) -> dict[str, bytes]:
+    """What must be identical between equivalent builds: every shard tar, errors.jsonl and the
+    shard list of index.json (its name is the folder name), by file name."""
+    import json
+    from pathlib import Path
+
+    out = Path(out)
+    files = {path.name: path.read_bytes() for path in sorted(out.glob("shard-*.tar"))}
+    files["errors.jsonl"] = (out / "errors.jsonl").read_bytes()
+    files["index.json:shardlist"] = json.dumps(json.loads((out / "index.json").read_text())["shardlist"]).encode()
+    return files

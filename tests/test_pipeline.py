@@ -1,0 +1,177 @@
+"""End-to-end builds through the library (run_build) with the test editor and the tiny presets."""
+
+import dataclasses
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import editors
+from genaug.pipeline import BuildConfig, BuildError, iter_batches, run_build
+from genaug.preprocess import prepare
+from genaug.report.scores import compute_scores
+from genaug.seeding import sample_seed
+from genaug.sources import SourceItem
+from imagefactory import make_imagenet_folder
+
+SHARD_SIZE = 5
+CONTRACT_FIELDS = {
+    "key", "source", "label", "wnid", "orig_size", "orig_mode", "orig_format", "exif_transposed", "crop_box",
+    "resolution", "method", "preset", "weights_sha256", "seed", "run_seed", "edit", "genaug_version",
+}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_imagenet_folder(tmp_path_factory.mktemp("imagenet"), n_classes=3, per_class=4)
+
+
+def _config(folder, out, **kw) -> BuildConfig:
+    base = dict(method=editors.METHOD, out=out, data=(str(folder["train"]),), shard_size=SHARD_SIZE,
+                batch_size=3, num_workers=0, seed=7, options={"amplitude": 6})
+    base.update(kw)
+    return BuildConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def baseline(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("baseline")
+    summary = run_build(_config(folder, out))
+    return out, summary
+
+
+def test_every_good_file_is_a_pair_and_every_bad_file_an_error(folder, baseline):
+    out, summary = baseline
+    n_inputs = len(folder["files"])
+    assert (summary.inputs, summary.samples, summary.errors) == (n_inputs, len(folder["good"]), len(folder["skipped"]))
+    assert summary.shards == -(-n_inputs // SHARD_SIZE)
+
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert sorted(e["path"] for e in errors) == sorted(str(p) for p in folder["skipped"])
+    assert all(set(e) == {"key", "path", "reason", "shard"} and e["reason"] for e in errors)
+
+    samples = editors.read_samples(out)
+    by_source = {json.loads(s["json"])["source"]: s for s in samples.values()}
+    assert sorted(by_source) == sorted(str(p) for p in folder["good"])
+    for path in folder["good"]:
+        sample = by_source[str(path)]
+        meta = json.loads(sample["json"])
+        assert CONTRACT_FIELDS <= set(meta) and "scores" not in meta
+        assert meta["key"] == sample["__key__"]
+        assert meta["label"] == folder["labels"][path] == int(sample["cls"])
+        assert meta["wnid"] == folder["wnids"][meta["label"]]
+        assert meta["seed"] == sample_seed(7, meta["key"]) and meta["run_seed"] == 7
+        assert (meta["method"], meta["preset"], meta["resolution"]) == ("test", "test-invert", editors.RESOLUTION)
+        # the aug image is this sample's own inverted model input (plus noise of amplitude 6 and JPEG)
+        model_input = prepare(sample["real.jpg"], editors.RESOLUTION).image.astype(np.int16)
+        aug = np.asarray(Image.open(io.BytesIO(sample["aug.jpg"])).convert("RGB"), dtype=np.int16)
+        assert aug.shape == (editors.RESOLUTION, editors.RESOLUTION, 3)
+        assert np.abs((255 - model_input) - aug).mean() < 12
+    rgb_jpeg = folder["good"][0]
+    assert by_source[str(rgb_jpeg)]["real.jpg"] == rgb_jpeg.read_bytes()  # original bytes kept
+
+    index = json.loads((out / "index.json").read_text())
+    assert sum(s["nsamples"] for s in index["shardlist"]) == summary.samples
+    stats = json.loads((out / "shard-0000.json").read_text())
+    assert set(stats["timings_s"]) >= {"read_decode", "model", "encode", "write", "wall"}
+    assert stats["nsamples"] + stats["nerrors"] == stats["ninputs"] == SHARD_SIZE
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["counts"]["samples"] == summary.samples
+    assert manifest["timing"]["batch1_ms_per_image"] > 0 and manifest["timing"]["batch_size"] == 3
+    assert manifest["editor"]["amplitude"] == 6 and "torch" in manifest["versions"]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def test_same_settings_give_identical_bytes(folder, baseline, tmp_path):
+    run_build(_config(folder, tmp_path / "again"))
+    assert editors.output_bytes(tmp_path / "again") == editors.output_bytes(baseline[0])
+    run_build(_config(folder, tmp_path / "seed8", seed=8))
+    assert editors.output_bytes(tmp_path / "seed8")["shard-0000.tar"] != editors.output_bytes(baseline[0])["shard-0000.tar"]
+
+
+@pytest.mark.slow
+def test_batch_size_and_worker_processes_do_not_change_bytes(folder, baseline, tmp_path):
+    run_build(_config(folder, tmp_path / "b1", batch_size=1))
+    run_build(_config(folder, tmp_path / "w2", batch_size=4, num_workers=2))
+    expected = editors.output_bytes(baseline[0])
+    assert editors.output_bytes(tmp_path / "b1") == expected
+    assert editors.output_bytes(tmp_path / "w2") == expected
+
+
+def test_editor_failure_aborts_keeps_finished_shards_and_resumes(folder, baseline, tmp_path):
+    out = tmp_path / "fail"
+    first_label2 = min(i for i, p in enumerate(folder["files"]) if folder["labels"][p] == 2)
+    with pytest.raises(BuildError, match="failed on a batch of shard"):
+        run_build(_config(folder, out, options={"amplitude": 6, "fail_label": 2}))
+    done = sorted(p.name for p in out.glob("shard-*"))
+    n_done = first_label2 // SHARD_SIZE
+    assert n_done >= 1
+    assert done == sorted([f"shard-{i:04d}.tar" for i in range(n_done)] + [f"shard-{i:04d}.json" for i in range(n_done)])
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left behind
+    assert len(editors.read_samples(out)) == sum(
+        json.loads((out / f"shard-{i:04d}.json").read_text())["nsamples"] for i in range(n_done))
+    summary = run_build(_config(folder, out))  # fail_label does not affect output: this resumes
+    assert summary.shards_resumed == n_done
+    assert editors.output_bytes(out) == editors.output_bytes(baseline[0])
+
+
+def test_limit_covers_the_first_inputs_only(folder, tmp_path):
+    summary = run_build(_config(folder, tmp_path, limit=7))
+    assert summary.inputs == 7 and summary.shards == 2
+    sources = {json.loads(s["json"])["source"] for s in editors.read_samples(tmp_path).values()}
+    errors = [json.loads(line)["path"] for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    assert sorted(sources | set(errors)) == sorted(str(p) for p in folder["files"][:7])
+
+
+def _chw(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) uint8 tensor."""
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
+
+
+def test_ssim_scores_match_a_recomputation(folder, tmp_path):
+    run_build(_config(folder, tmp_path, aug_format="png", scores=("ssim",), limit=6))
+    samples = editors.read_samples(tmp_path)
+    assert samples
+    for sample in samples.values():
+        real = prepare(sample["real.jpg"], editors.RESOLUTION).image
+        aug = np.asarray(Image.open(io.BytesIO(sample["aug.png"])).convert("RGB"))
+        expected = compute_scores(["ssim"], _chw(real), _chw(aug))["ssim"][0]
+        assert json.loads(sample["json"])["scores"]["ssim"] == pytest.approx(expected, abs=1e-6)
+        assert -1 <= expected < 0.5  # an inverted image is far from its original
+
+
+def test_scores_with_an_editor_of_another_output_size(folder, tmp_path):
+    run_build(_config(folder, tmp_path, preset="test-invert-x2", scores=("ssim",), limit=4))
+    for sample in editors.read_samples(tmp_path).values():
+        assert Image.open(io.BytesIO(sample["aug.jpg"])).size == (48, 48)
+        assert -1 <= json.loads(sample["json"])["scores"]["ssim"] <= 1
+
+
+def test_maskgit_tiny_preset_end_to_end(folder, tmp_path):
+    summary = run_build(_config(folder, tmp_path, method="mask", preset="maskgit-tiny", options={},
+                                batch_size=4, limit=5, shard_size=5))
+    samples = editors.read_samples(tmp_path)
+    assert len(samples) == summary.samples == 5 - sum(1 for p in folder["files"][:5] if p in folder["skipped"])
+    for sample in samples.values():
+        meta = json.loads(sample["json"])
+        assert (meta["method"], meta["preset"]) == ("mask", "maskgit-tiny") and isinstance(meta["edit"], dict)
+        assert Image.open(io.BytesIO(sample["aug.jpg"])).size[0] == meta["resolution"]
+
+
+def test_iter_batches_groups_within_chunks_and_skips_done_chunks():
+    items = [SourceItem(index=i, key=f"k{i}", source=f"p{i}", label=None, wnid=None, data=None) for i in range(11)]
+    events = list(iter_batches(iter(items), shard_size=4, batch_size=3, limit=10, skip={1}))
+    shape = [(type(e).__name__, e.chunk, [it.index for it in getattr(e, "items", [])]) for e in events]
+    assert shape == [
+        ("_Batch", 0, [0, 1, 2]), ("_Batch", 0, [3]), ("_ChunkEnd", 0, []),
+        ("_Batch", 2, [8, 9]), ("_ChunkEnd", 2, []),
+    ]
+
+
+def test_config_is_frozen():
+    config = BuildConfig(method="test", out="x")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seed = 3
