@@ -14,6 +14,7 @@ from genaug.models.icgan.convert import (
     DROPPED_KEYS,
     ConversionError,
     convert_official_state_dict,
+    detect_released_config,
     expected_shapes,
     fold_spectral_norm,
 )
@@ -82,6 +83,8 @@ def test_conversion_names_leftover_missing_and_wrong_config():
     incomplete = {k: v for k, v in official.items() if k != "blocks.1.0.bn2.stored_var"}
     with pytest.raises(ConversionError, match=r"missing keys: \['blocks.1.0.bn2.stored_var'\]"):
         convert_official_state_dict(incomplete, config)
+    with pytest.raises(ConversionError, match="none of the released"):
+        detect_released_config(official)
     with pytest.raises(ConversionError, match="shape mismatches"):
         convert_official_state_dict(official, ICGANConfig(resolution=64, ch=8, attention_resolution=32,
                                                           shared_dim_feat=32, shared_dim=8, n_classes=10))
@@ -112,6 +115,7 @@ def test_released_listing_maps_one_to_one(resolution):
         port = sum(p.numel() for p in Generator(config).parameters())
     assert port + dropped == listing["num_parameters"]
     assert listing["dim_z_used"] == config.z_dims_used
+    assert detect_released_config(official) == config
     if resolution == 256:
         assert round(listing["num_parameters"] / 1e6, 1) == 90.0
         assert config.z_chunk_size == 17 and config.num_slots == 7

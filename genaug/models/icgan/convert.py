@@ -96,6 +96,22 @@ def _check_complete(official, consumed, converted, expected, config) -> None:
         )
 
 
+def detect_released_config(official: Mapping[str, torch.Tensor]) -> ICGANConfig:
+    """The released ImageNet config (256, 128 or 64) whose layout the checkpoint has (shapes only)."""
+    with torch.device("meta"):
+        shapes_only = {k: torch.empty(tuple(v.shape)) for k, v in official.items()}
+    for config in (ICGANConfig.imagenet256(), ICGANConfig.imagenet128(), ICGANConfig.imagenet64()):
+        try:
+            convert_official_state_dict(shapes_only, config)
+        except ConversionError:
+            continue
+        return config
+    raise ConversionError(
+        "checkpoint layout matches none of the released IC-GAN ImageNet configs (256, 128, 64); "
+        "pass config=ICGANConfig(...) describing it"
+    )
+
+
 def official_generator_file(path: Path) -> Path:
     """``path`` itself if a file; inside an experiment folder the first of OFFICIAL_GENERATOR_FILES."""
     if path.is_file():

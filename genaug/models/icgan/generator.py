@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from genaug.models.icgan.config import ICGANConfig
-from genaug.models.icgan.convert import convert_official_state_dict, official_generator_file
+from genaug.models.icgan.convert import convert_official_state_dict, detect_released_config, official_generator_file
 from genaug.models.icgan.layers import Attention, GBlock, OutputBatchNorm
 
 log = logging.getLogger(__name__)
@@ -107,11 +107,12 @@ class Generator(nn.Module):
     def from_official(cls, path: str | os.PathLike, config: ICGANConfig | None = None) -> "Generator":
         """Load a released checkpoint: ``G_ema_best0.pth`` or the experiment folder holding it.
 
-        ``config`` must match the checkpoint (default: ImageNet-256); the released
-        ``state_dict_best0.pth`` is never unpickled (its config holds arbitrary objects)."""
-        config = config or ICGANConfig()
+        ``config`` must match the checkpoint; None picks the released ImageNet config (256/128/64)
+        whose layout the file has. The released ``state_dict_best0.pth`` is never unpickled (its
+        config holds arbitrary objects)."""
         file = official_generator_file(Path(path))
         state = _load_plain_state_dict(file)
+        config = config or detect_released_config(state)
         model = cls(config)
         model.load_state_dict(convert_official_state_dict(state, config))
         log.info("loaded IC-GAN generator %s (%d parameters)", file, sum(p.numel() for p in model.parameters()))

@@ -26,10 +26,11 @@ class CondBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # x (B, C, H, W), y (B, cond_dim) -> (B, C, H, W)
-        out = F.batch_norm(x, self.stored_mean, self.stored_var, None, None, False, 0.0, self.eps)
-        gain = (1 + self.gain(y))[:, :, None, None]  # (B, C, 1, 1)
-        bias = self.bias(y)[:, :, None, None]  # (B, C, 1, 1)
-        return out * gain + bias
+        # (x - mean) / sqrt(var + eps) * (1 + gain(y)) + bias(y), folded into one scale and shift
+        # per sample and channel so the feature map is read once.
+        scale = (1 + self.gain(y).float()) * torch.rsqrt(self.stored_var + self.eps)  # (B, C)
+        shift = self.bias(y).float() - self.stored_mean * scale  # (B, C)
+        return torch.addcmul(shift.to(x.dtype)[:, :, None, None], x, scale.to(x.dtype)[:, :, None, None])
 
 
 class OutputBatchNorm(nn.Module):
