@@ -156,7 +156,7 @@ class ShardSummary:
             self.problem(key, f"real.jpg is {size[0]}x{size[1]} (EXIF-transposed) but json orig_size is "
                               f"{meta['orig_size']}")
         box = meta.get("crop_box")
-        if not (isinstance(box, list) and len(box) == 4 and 0 <= box[0] < box[2] <= size[0]
+        if "crop_box" in meta and not (isinstance(box, list) and len(box) == 4 and 0 <= box[0] < box[2] <= size[0]
                 and 0 <= box[1] < box[3] <= size[1]):
             self.problem(key, f"crop_box {box} is not inside the {size[0]}x{size[1]} real image")
 

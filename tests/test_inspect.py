@@ -1,0 +1,221 @@
+"""genaug inspect: summary, --verify problem detection, errors.jsonl, scores, --grid sheet, CLI."""
+
+import hashlib
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import main
+from genaug.contact_sheet import real_view, write_contact_sheet
+from genaug.inspect import JSON_FIELDS, InspectError, inspect_shards, resolve_shards
+from genaug.preprocess import BadInput, prepare
+from genaug.sources import open_source, read_item_bytes
+from imagefactory import make_imagenet_folder
+from shardfactory import make_shards, sample_key
+
+
+def _members(path):
+    with tarfile.open(path) as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+
+
+def _write_tar(path, members, update_stats=True):
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 0
+            tar.addfile(info, io.BytesIO(data))
+    if update_stats and path.with_suffix(".json").exists():
+        stats = json.loads(path.with_suffix(".json").read_text())
+        data = path.read_bytes()
+        stats.update(filesize=len(data), md5sum=hashlib.md5(data).hexdigest())
+        path.with_suffix(".json").write_text(json.dumps(stats))
+
+
+def _edit_json(path, key, edit):
+    members = []
+    for name, data in _members(path):
+        if name == f"{key}.json":
+            meta = json.loads(data)
+            edit(meta)
+            data = json.dumps(meta).encode()
+        members.append((name, data))
+    _write_tar(path, members)
+
+
+def test_summary_of_clean_shards(tmp_path):
+    paths = make_shards(tmp_path, n_samples=10, shard_size=4)
+    result = inspect_shards([str(tmp_path)], verify=True)
+    assert result["problems"] == []
+    assert [r["nsamples"] for r in result["shards"]] == [4, 4, 2]
+    first = result["shards"][0]
+    assert first["shard"] == str(paths[0])
+    assert first["fields"] == {"aug.jpg": 4, "cls": 4, "json": 4, "real.jpg": 4}
+    assert first["methods"] == {"mask": 4} and first["aug_sizes"] == {"64x64": 4}
+    assert first["labels"]["labelled"] == 4 and first["labels"]["classes"] == 4
+    assert first["stats"]["nsamples"] == 4
+    assert result["totals"]["nsamples"] == 10 and result["totals"]["shards"] == 3
+
+
+def test_unlabelled_png_shards(tmp_path):
+    make_shards(tmp_path, n_samples=3, shard_size=8, labelled=False, aug_format="png")
+    (report,) = inspect_shards([str(tmp_path)], verify=True)["shards"]
+    assert report["labels"] == {"labelled": 0, "unlabelled": 3, "classes": 0, "min": None, "max": None}
+    assert "aug.png" in report["fields"] and "cls" not in report["fields"]
+
+
+def test_verify_catches_broken_and_missing_aug(tmp_path):
+    broken, missing = sample_key(1, True), sample_key(6, True)
+    make_shards(tmp_path, n_samples=8, shard_size=4, broken_aug_keys=[broken], missing_aug_keys=[missing])
+    problems = inspect_shards([str(tmp_path)], verify=True)["problems"]
+    assert len(problems) == 2
+    assert broken in problems[0] and "does not decode" in problems[0]
+    assert missing in problems[1] and "no aug image" in problems[1]
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (lambda m: m.pop("crop_box"), "lacks field(s) crop_box"),
+    (lambda m: m.update(label=3), "cls '1' does not match json label 3"),
+    (lambda m: m.update(orig_size=[10, 10]), "orig_size"),
+    (lambda m: m.update(crop_box=[0, 0, 500, 500]), "crop_box"),
+    (lambda m: m.update(key="other"), "differs from the member key"),
+])
+def test_verify_catches_json_problems(tmp_path, edit, expected):
+    paths = make_shards(tmp_path, n_samples=4, shard_size=4)
+    key = sample_key(1, True)
+    _edit_json(paths[0], key, edit)
+    assert inspect_shards([str(paths[0])], verify=False)["problems"] == []  # only --verify looks
+    (problem,) = inspect_shards([str(paths[0])], verify=True)["problems"]
+    assert key in problem and expected in problem
+
+
+def test_verify_catches_count_and_checksum_mismatch(tmp_path):
+    paths = make_shards(tmp_path, n_samples=6, shard_size=3)
+    members = _members(paths[0])
+    _write_tar(paths[0], [m for m in members if not m[0].startswith(sample_key(2, True))])
+    stats = json.loads(paths[1].with_suffix(".json").read_text())
+    stats["md5sum"] = "0" * 32
+    paths[1].with_suffix(".json").write_text(json.dumps(stats))
+    problems = inspect_shards([str(tmp_path)], verify=True)["problems"]
+    assert problems == ["shard-0000.tar: stats nsamples is 3 but the tar has 2",
+                        f"shard-0001.tar: stats md5sum is '{'0' * 32}' but the tar has "
+                        f"'{hashlib.md5(paths[1].read_bytes()).hexdigest()}'"]
+
+
+def test_verify_catches_truncated_real_missing_stats_and_bad_tar(tmp_path):
+    paths = make_shards(tmp_path, n_samples=2, shard_size=2)
+    key = sample_key(0, True)
+    members = [(n, d[: len(d) * 3 // 4] if n == f"{key}.real.jpg" else d) for n, d in _members(paths[0])]
+    _write_tar(paths[0], members)
+    paths[0].with_suffix(".json").unlink()
+    (tmp_path / "shard-0001.tar").write_bytes(b"not a tar" * 100)
+    problems = inspect_shards([str(tmp_path)], verify=True)["problems"]
+    assert any(key in p and "real.jpg does not decode" in p for p in problems)
+    assert any("no stats file shard-0000.json" in p for p in problems)
+    assert any(p.startswith("shard-0001.tar: not a readable tar") for p in problems)
+
+
+def test_errors_jsonl_and_scores(tmp_path):
+    paths = make_shards(tmp_path, n_samples=4, shard_size=2)
+    errors = [{"key": "a", "path": "/x/a.jpg", "reason": "image too small: 8x8 px", "shard": 1},
+              {"key": "b", "path": "/x/b.jpg", "reason": "zero-byte file", "shard": "shard-0001"},
+              {"key": "c", "path": "/x/c.jpg", "reason": "image too small: 9x9 px", "shard": 0}]
+    (tmp_path / "errors.jsonl").write_text("".join(json.dumps(e) + "\n" for e in errors))
+    values = {}
+    for i, path in enumerate(paths):
+        for j in range(2):
+            values[sample_key(2 * i + j, True)] = 0.1 + 0.3 * (2 * i + j) ** 2
+            _edit_json(path, sample_key(2 * i + j, True),
+                       lambda m, v=values[sample_key(2 * i + j, True)]: m.update(scores={"ssim": v}))
+    result = inspect_shards([str(tmp_path)], verify=True)
+    assert result["problems"] == []
+    assert [r["errors"]["count"] for r in result["shards"]] == [1, 2]
+    assert result["shards"][1]["errors"]["reasons"] == {"image too small": 1, "zero-byte file": 1}
+    assert result["totals"]["error_reasons"] == {"image too small": 2, "zero-byte file": 1}
+    ssim = result["totals"]["scores"]["ssim"]
+    assert ssim["n"] == 4
+    assert ssim["mean"] == pytest.approx(np.mean(list(values.values())))
+    assert ssim["median"] == pytest.approx(np.median(list(values.values())))
+
+
+def test_resolve_shards(tmp_path):
+    paths = make_shards(tmp_path, n_samples=6, shard_size=2)
+    assert resolve_shards([str(tmp_path)]) == paths
+    assert resolve_shards([str(tmp_path / "shard-{0001..0002}.tar")]) == paths[1:]
+    with pytest.raises(InspectError, match="shard-0009.tar"):
+        resolve_shards([str(tmp_path / "shard-0009.tar")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InspectError, match="no .tar"):
+        resolve_shards([str(tmp_path / "empty")])
+
+
+def test_grid_size_and_real_crop(tmp_path):
+    paths = make_shards(tmp_path / "run", n_samples=6, shard_size=4)
+    out = tmp_path / "grid.png"
+    info = write_contact_sheet(paths, out, n=6)
+    pad, tile, caption = 4, 64, 12
+    expected = (4 * (2 * tile + pad) + pad, 2 * (tile + pad + caption) + pad)
+    sheet = Image.open(out)
+    assert sheet.format == "PNG" and sheet.size == expected and info["pairs"] == 6
+    members, key = dict(_members(paths[0])), sample_key(0, True)
+    real_bytes, aug_bytes, meta = members[f"{key}.real.jpg"], members[f"{key}.aug.jpg"], json.loads(members[f"{key}.json"])
+    view = np.asarray(real_view(real_bytes, meta, (tile, tile))).astype(int)
+    cell = np.asarray(sheet.convert("RGB"))[pad:pad + tile].astype(int)
+    assert np.abs(cell[:, pad:pad + tile] - view).max() <= 1
+    aug = np.asarray(Image.open(io.BytesIO(aug_bytes)).convert("RGB")).astype(int)
+    assert np.abs(cell[:, pad + tile:pad + 2 * tile] - aug).max() <= 1
+    small = write_contact_sheet(paths, tmp_path / "g2.png", n=3, tile=16, captions=False)
+    assert Image.open(tmp_path / "g2.png").size == (3 * (32 + pad) + pad, 16 + 2 * pad) == tuple(small["size"])
+
+
+def _build_like_pipeline(folder, out):
+    """Contract shards made from sources + prepare (aug = the model input) to cross-check meta."""
+    members = []
+    for item in open_source(str(folder)):
+        try:
+            prepared = prepare(read_item_bytes(item), 32)
+        except BadInput:
+            continue
+        meta = {f: None for f in JSON_FIELDS} | prepared.meta
+        meta.update(key=item.key, source=item.source, label=item.label, wnid=item.wnid)
+        buf = io.BytesIO()
+        Image.fromarray(prepared.image).save(buf, "PNG")
+        members += [(f"{item.key}.aug.png", buf.getvalue()), (f"{item.key}.cls", str(item.label).encode()),
+                    (f"{item.key}.json", json.dumps(meta).encode()), (f"{item.key}.real.jpg", prepared.real_bytes)]
+    out.mkdir()
+    _write_tar(out / "shard-0000.tar", sorted(members))
+    return out / "shard-0000.tar"
+
+
+def test_preprocess_meta_passes_verify_and_grid_shows_model_input(tmp_path):
+    made = make_imagenet_folder(tmp_path / "in", n_classes=2, per_class=1, broken=False)
+    shard = _build_like_pipeline(made["train"], tmp_path / "out")
+    result = inspect_shards([str(shard)], verify=True)
+    assert result["problems"] == ["shard-0000.tar: no stats file shard-0000.json (the shard is not marked done)"]
+    assert result["shards"][0]["nsamples"] == len(made["good"])
+    info = write_contact_sheet([shard], tmp_path / "g.png", n=64, columns=1, captions=False)
+    sheet = np.asarray(Image.open(tmp_path / "g.png").convert("RGB")).astype(int)
+    for row in range(info["pairs"]):  # real view (from real.jpg + crop_box) == the model input
+        cell = sheet[4 + row * 36:4 + row * 36 + 32, 4:68]
+        assert np.abs(cell[:, :32] - cell[:, 32:]).mean() < 4.0
+
+
+def test_cli_inspect(tmp_path):
+    make_shards(tmp_path / "run", n_samples=5, shard_size=4, broken_aug_keys=[sample_key(4, True)])
+    runner = CliRunner()
+    ok = runner.invoke(main, ["inspect", str(tmp_path / "run" / "shard-0000.tar"), "--verify"])
+    assert ok.exit_code == 0, ok.output
+    assert "shard-0000.tar: 4 samples" in ok.output and "verify: OK" in ok.output
+    bad = runner.invoke(main, ["inspect", str(tmp_path / "run"), "--verify", "--json",
+                               "--grid", str(tmp_path / "g.png"), "--n", "2"])
+    assert bad.exit_code == 1
+    report = json.loads(bad.output)
+    assert report["totals"]["nsamples"] == 5 and len(report["problems"]) == 1
+    assert report["grid"]["pairs"] == 2 and (tmp_path / "g.png").is_file()
+    missing = runner.invoke(main, ["inspect", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "nothing" in missing.output
