@@ -115,6 +115,17 @@ def test_mask_option_errors(options, flag):
         _editor("maskgit-tiny", **options)
 
 
+@pytest.mark.parametrize("method,options,flag", [
+    ("mask", {"ring_width": 0}, "--ring-width"), ("mask", {"num_iter": 0}, "--num-iter"),
+    ("mask", {"class_token": "fixed:-3"}, "--class-token"), ("mask", {"mask": "outpaint", "outpaint_scale": 0}, "--outpaint"),
+    ("noise", {"truncation": -1.0}, "truncation"), ("noise", {"candidates": 0}, "--candidates"),
+])
+def test_option_values_rejected_before_any_model_or_weights(method, options, flag):
+    """MethodSpec.validate_options (called by the build before resolving weights) already checks values."""
+    with pytest.raises(ValueError, match=flag):
+        REGISTRY.method(method).validate_options(options)
+
+
 def test_mask_unknown_pattern_rejected_by_spec():
     with pytest.raises(ValueError, match="--mask"):
         REGISTRY.method("mask").validate_options({"mask": "circle"})

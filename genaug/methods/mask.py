@@ -28,7 +28,18 @@ _URL = "https://storage.googleapis.com/maskgit-public/checkpoints/"
 _TINY_SEED = 0  # weights seed of the random-init maskgit-tiny preset
 CLASS_TOKEN_HELP = "label (the sample's ImageNet label; unlabelled sources are refused), fixed:N, or random"
 
-SPEC = REGISTRY.register_method(MethodSpec(
+@dataclasses.dataclass(frozen=True)
+class MaskMethodSpec(MethodSpec):
+    """MethodSpec that also checks the values that do not depend on the model, so a bad flag fails
+    before any weights are downloaded or loaded."""
+
+    def validate_options(self, given: Mapping[str, Any]) -> dict:
+        out = super().validate_options(given)
+        check_option_values(out)
+        return out
+
+
+SPEC = REGISTRY.register_method(MaskMethodSpec(
     name="mask",
     description="MaskGIT: keep the border tokens, regenerate the rest (GenCL mask-based augmentation)",
     default_preset="maskgit-imagenet256",
@@ -55,7 +66,8 @@ class ClassToken:
     value: int | None = None  # the class for 'fixed'
 
     @classmethod
-    def parse(cls, text: str, num_classes: int) -> "ClassToken":
+    def parse(cls, text: str, num_classes: int | None) -> "ClassToken":
+        """num_classes None: syntax only."""
         if text in ("label", "random"):
             return cls(text)
         if text.startswith("fixed:"):
@@ -63,8 +75,8 @@ class ClassToken:
                 value = int(text[len("fixed:"):])
             except ValueError as err:
                 raise ValueError(f"--class-token {text!r}: N in fixed:N must be an integer") from err
-            if not 0 <= value < num_classes:
-                raise ValueError(f"--class-token {text!r}: N must be in [0, {num_classes})")
+            if value < 0 or (num_classes is not None and value >= num_classes):
+                raise ValueError(f"--class-token {text!r}: N must be in [0, {num_classes or 'number of classes'})")
             return cls("fixed", value)
         raise ValueError(f"--class-token {text!r}: choose {CLASS_TOKEN_HELP}")
 
@@ -74,8 +86,8 @@ def requires_labels(options: Mapping[str, Any]) -> bool:
     return str(options.get("class_token", "label")) == "label"
 
 
-def validate_options(options: Mapping[str, Any], grid: int, num_classes: int) -> ClassToken:
-    """Check the option values against the model's token grid; raises ValueError naming the flag."""
+def check_option_values(options: Mapping[str, Any]) -> None:
+    """Model-independent checks; raises ValueError naming the flag."""
     num_iter, start_iter = options["num_iter"], options["start_iter"]
     if num_iter < 1:
         raise ValueError(f"--num-iter {num_iter}: must be >= 1 (paper: 12)")
@@ -83,6 +95,21 @@ def validate_options(options: Mapping[str, Any], grid: int, num_classes: int) ->
         raise ValueError(f"--start-iter {start_iter}: must be in [0, --num-iter {num_iter})")
     if not options["choice_temperature"] >= 0:
         raise ValueError(f"--choice-temperature {options['choice_temperature']}: must be >= 0 (paper: 4.5)")
+    ClassToken.parse(str(options["class_token"]), None)
+    checks = {
+        "ring": ("ring_width", options["ring_width"] >= 1, ">= 1"),
+        "random": ("mask_ratio", 0.0 < options["mask_ratio"] <= 1.0, "in (0, 1]"),
+        "blocks": ("blocks", options["blocks"] >= 1 and options["block_size"] >= 1, ">= 1 (and --block-size >= 1)"),
+        "outpaint": ("outpaint_scale", 0.0 < options["outpaint_scale"] < 1.0, "in (0, 1)"),
+    }
+    name, ok, rule = checks[options["mask"]]
+    if not ok:
+        raise ValueError(f"--{name.replace('_', '-')} {options[name]}: must be {rule}")
+
+
+def validate_options(options: Mapping[str, Any], grid: int, num_classes: int) -> ClassToken:
+    """All checks, including those against the model's token grid and class count."""
+    check_option_values(options)
     pattern = options["mask"]
     if pattern == "ring":
         patterns.ring_mask(grid, options["ring_width"])

@@ -8,6 +8,7 @@ to the source's is kept, as the official demo ranks its samples. No labels are n
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Mapping, Sequence
 
@@ -27,7 +28,17 @@ _SWAV_URL = "https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrain.pth.
 _TINY_SEED = 0  # weights seed of the random-init icgan-tiny preset
 _MAX_CANDIDATES = 64  # sanity bound for --candidates (the official demo ranks 160 for 16 outputs)
 
-SPEC = REGISTRY.register_method(MethodSpec(
+@dataclasses.dataclass(frozen=True)
+class NoiseMethodSpec(MethodSpec):
+    """MethodSpec that also checks option values, so a bad flag fails before weights are loaded."""
+
+    def validate_options(self, given: Mapping[str, Any]) -> dict:
+        out = super().validate_options(given)
+        validate_options(out)
+        return out
+
+
+SPEC = REGISTRY.register_method(NoiseMethodSpec(
     name="noise",
     description="IC-GAN: generate from the image's SwAV instance features and truncated noise (GenCL noise-based)",
     default_preset="icgan-imagenet256",
