@@ -118,3 +118,26 @@ def test_inputs_are_validated(model):
         model.decode(torch.rand(1, 16, 16))
     with pytest.raises(ValueError, match="filters=16.*multiple of 32"):
         MaskGITConfig(filters=16)
+
+
+@pytest.mark.gpu
+def test_decode_loop_does_not_synchronise_with_the_host_on_cuda():
+    from genaug.sampling.maskgit_decode import parallel_decode
+
+    model = MaskGIT(MaskGITConfig.tiny()).cuda().eval()
+    seq = _ring_seq(model, 4, seed=0).cuda()
+
+    def gens():
+        return [torch.Generator(device="cuda").manual_seed(s) for s in range(4)]
+
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        expected = model.inpaint(seq, generator=gens())  # warm-up, validates inputs (one sync)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            out = parallel_decode(seq, model.codebook_logits, codebook_size=model.config.codebook_size,
+                                  generator=gens())
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(out, expected)
+    assert torch.equal(out[:, -1][seq != -1], seq[seq != -1])

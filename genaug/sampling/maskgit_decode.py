@@ -110,8 +110,9 @@ def schedule_tensors(num_iter: int, choice_temperature: float,
     before the loop so that the loop does no host-to-device transfers."""
     ratios = [cosine_mask_ratio(s, num_iter) for s in range(num_iter)]
     temps = [np.float32(choice_temperature) * (np.float32(1.0) - step_ratio(s, num_iter)) for s in range(num_iter)]
-    return (torch.tensor(np.array(ratios, np.float32), device=device),
-            torch.tensor(np.array(temps, np.float32), device=device))
+    # built on the host, then one asynchronous copy each (no stream synchronisation)
+    return (torch.from_numpy(np.array(ratios, np.float32)).to(device, non_blocking=True),
+            torch.from_numpy(np.array(temps, np.float32)).to(device, non_blocking=True))
 
 
 def decode_step(cur: torch.Tensor, logits: torch.Tensor, unknown_at_start: torch.Tensor,

@@ -56,6 +56,11 @@ class MaskGIT(nn.Module):
             raise ValueError(f"seq must be integer (B, {self.config.seq_len}); got {tuple(seq.shape)} {seq.dtype}")
         return self.transformer(seq.long())
 
+    def codebook_logits(self, seq: torch.Tensor) -> torch.Tensor:
+        """logits(seq)[..., :codebook_size] (what the sampler uses), without computing the
+        class/mask columns. seq (B, L) int64 -> (B, L, codebook_size)."""
+        return self.transformer(seq, num_outputs=self.config.codebook_size)
+
     @torch.no_grad()
     def inpaint(self, seq: torch.Tensor, num_iter: int = 12, start_iter: int = 0,
                 choice_temperature: float = 4.5, generator: GeneratorArg = None,
@@ -73,7 +78,7 @@ class MaskGIT(nn.Module):
         if bool(((seq < -1) | (seq >= cfg.vocab_size)).any()):  # one check before the loop
             raise ValueError(f"seq holds ids outside [-1, {cfg.vocab_size}); "
                              "codebook ids, then codebook_size + class, -1 for masked")
-        return parallel_decode(seq, self.logits, codebook_size=cfg.codebook_size, num_iter=num_iter,
+        return parallel_decode(seq, self.codebook_logits, codebook_size=cfg.codebook_size, num_iter=num_iter,
                                start_iter=start_iter, choice_temperature=choice_temperature,
                                generator=generator, noise=noise, mask_token_id=cfg.mask_token_id)
 

@@ -57,11 +57,14 @@ class BidirectionalTransformer(nn.Module):
             if p.dim() > 1:
                 nn.init.trunc_normal_(p, std=0.02, a=-0.04, b=0.04)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (B, L) int -> (B, L, vocab)
+    def forward(self, ids: torch.Tensor, num_outputs: int | None = None) -> torch.Tensor:
+        """(B, L) int -> (B, L, vocab) logits, or only the first `num_outputs` of them (the
+        sampler needs the codebook part alone; each logit is the same dot product either way)."""
         ids = torch.where(ids < 0, ids + self.vocab_size, ids)  # -1 (mask) -> last vocab row
         pos = torch.arange(ids.shape[1], device=ids.device)
         x = self.emb_ln(self.tok_emb(ids) + self.pos_emb(pos)[None])  # (B, L, C)
         for layer in self.layers:
             x = layer(x)
         h = self.mlm_ln(F.gelu(self.mlm_dense(x), approximate="tanh"))  # (B, L, C)
-        return F.linear(h, self.tok_emb.weight) + self.mlm_bias  # tied output weights
+        n = self.vocab_size if num_outputs is None else num_outputs
+        return F.linear(h, self.tok_emb.weight[:n]) + self.mlm_bias[:n]  # tied output weights
