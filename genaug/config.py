@@ -211,6 +211,9 @@ def _data_identity(data: tuple[str, ...] | None, source: Any) -> list[str]:
 def _resolve_weights(preset: Preset, override: Path | None) -> tuple[dict, dict]:
     from genaug import weights as weights_mod
 
+    if override is not None and not preset.files:
+        raise ConfigError(f"--weights {override}: preset {preset.name!r} uses no weight files "
+                          f"(random init); drop --weights or choose another --preset")
     try:
         found = weights_mod.resolve(preset, override)
     except weights_mod.WeightsError as err:

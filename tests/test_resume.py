@@ -1,0 +1,128 @@
+"""Resume: the fingerprint, refusal of a different configuration, damaged leftovers, and a build
+killed with SIGKILL mid-shard that a rerun completes to the bytes of an uninterrupted build."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import editors
+from cli.main import main
+from genaug.config import BuildConfig, ConfigError, resolve
+from genaug.pipeline import run_build
+from imagefactory import make_imagenet_folder
+
+TESTS_DIR = Path(__file__).resolve().parent
+SHARD_SIZE = 3
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_imagenet_folder(tmp_path_factory.mktemp("imagenet"), n_classes=3, per_class=4, odd=False,
+                                broken=True)
+
+
+def _config(folder, out, **kw) -> BuildConfig:
+    base = dict(method=editors.METHOD, out=out, data=(str(folder["train"]),), shard_size=SHARD_SIZE,
+                batch_size=2, num_workers=0, seed=3)
+    base.update(kw)
+    return BuildConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def baseline(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("baseline")
+    run_build(_config(folder, out))
+    return out
+
+
+def test_fingerprint_ignores_speed_settings_only(folder, tmp_path):
+    base = resolve(_config(folder, tmp_path))
+    for speed in (dict(batch_size=7), dict(num_workers=3), dict(device="cpu"), dict(options={"delay": 0.5})):
+        assert resolve(_config(folder, tmp_path, **speed)).fingerprint == base.fingerprint, speed
+    for output in (dict(seed=4), dict(shard_size=4), dict(options={"amplitude": 1}), dict(aug_format="png"),
+                   dict(quality=80), dict(limit=5), dict(preset="test-invert-x2"), dict(precision="fp32")):
+        assert resolve(_config(folder, tmp_path, **output)).fingerprint != base.fingerprint, output
+
+
+def test_different_settings_are_refused_unless_overwrite(folder, baseline, tmp_path):
+    out = tmp_path / "run"
+    run_build(_config(folder, out))
+    before = editors.output_bytes(out)
+    with pytest.raises(ConfigError, match=r"differs in: options, seed.*--overwrite"):
+        run_build(_config(folder, out, seed=9, options={"amplitude": 2}))
+    assert editors.output_bytes(out) == before  # nothing touched
+    run_build(_config(folder, out, seed=9, overwrite=True))
+    assert editors.output_bytes(out)["shard-0000.tar"] != before["shard-0000.tar"]
+    assert json.loads((out / "manifest.json").read_text())["fingerprint_inputs"]["seed"] == 9
+
+
+def test_rerun_repairs_damaged_and_unfinished_shards(folder, baseline, tmp_path):
+    out = tmp_path / "run"
+    run_build(_config(folder, out))
+    (out / ".shard-0001.tar.tmp").write_bytes(b"half a tar")  # temp files never count as done
+    (out / ".shard-0001.tar.spool").write_bytes(b"spool")
+    (out / "shard-0002.json").unlink()  # tar without its done-marker
+    damaged = bytearray((out / "shard-0003.tar").read_bytes())
+    damaged[700] ^= 0xFF  # same size, wrong md5
+    (out / "shard-0003.tar").write_bytes(bytes(damaged))
+    (out / "shard-0000.tar").unlink()  # done-marker without its tar
+    summary = run_build(_config(folder, out, batch_size=5))
+    assert summary.shards_resumed == summary.shards - 3
+    assert editors.output_bytes(out) == editors.output_bytes(baseline)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    lines = (out / "errors.jsonl").read_text().splitlines()
+    assert len(lines) == len(set(lines)) == len(folder["skipped"])  # no duplicated error lines
+
+
+def _build_argv(folder, out, *extra) -> list[str]:
+    return ["build", "--method", editors.METHOD, "--data", str(folder["train"]), "--out", str(out),
+            "--shard-size", str(SHARD_SIZE), "--seed", "3", "--num-workers", "0", *extra]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_shard_then_rerun_gives_the_uninterrupted_output(folder, baseline, tmp_path):
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
+    code = "import editors; from cli.main import main; main()"
+    argv = _build_argv(folder, out, "--batch-size", "1", "--delay", "0.4", "--quiet")
+    proc = subprocess.Popen([sys.executable, "-c", code, *argv], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "shard-0000.json").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the build never finished its first shard"
+            time.sleep(0.05)
+        time.sleep(0.5)  # into the next shard: a spool file is being filled
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    n_total = len(json.loads((baseline / "index.json").read_text())["shardlist"])
+    assert 1 <= len(list(out.glob("shard-*.json"))) < n_total  # killed mid-run
+    assert json.loads((out / "manifest.json").read_text())["status"] == "running"
+
+    result = CliRunner().invoke(main, _build_argv(folder, out, "--batch-size", "2"))
+    assert result.exit_code == 0, result.output
+    assert "resumed" in result.output
+    assert editors.output_bytes(out) == editors.output_bytes(baseline)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_resolve_does_not_write_outside_out(folder, tmp_path):
+    config = _config(folder, tmp_path / "new" / "deeper")
+    resolved = resolve(config)
+    assert resolved.config.out == (tmp_path / "new" / "deeper").resolve()
+    assert list(resolved.config.out.iterdir()) == []
+    assert dataclasses.replace(config, seed=1) != config
