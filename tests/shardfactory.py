@@ -107,9 +107,9 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def _sample_members(index: int, labelled: bool, aug_format: str, broken: set[str], missing: set[str],
-                    rng: np.random.Generator, seed: int) -> list[tuple[str, bytes]]:
+                    rng: np.random.Generator, seed: int, real_size: tuple[int, int]) -> list[tuple[str, bytes]]:
     key = sample_key(index, labelled)
-    width, height = int(rng.integers(72, 120)), int(rng.integers(72, 120))
+    width, height = (int(v) for v in rng.integers(real_size[0], real_size[1], size=2))
     real = structured_image(rng, width, height)
     box = centre_crop_box(width, height)
     label = index % N_CLASSES if labelled else None
@@ -147,14 +147,17 @@ def _write_stats(tar_path: Path, nsamples: int, nerrors: int) -> dict:
 
 def make_shards(out_dir, n_samples: int = 24, shard_size: int = 8, labelled: bool = True,
                 aug_format: str = "jpg", broken_aug_keys: Iterable[str] = (), seed: int = 0,
-                missing_aug_keys: Iterable[str] = ()) -> list[Path]:
+                missing_aug_keys: Iterable[str] = (), real_size: tuple[int, int] = (72, 120)) -> list[Path]:
     """Write ceil(n_samples / shard_size) shards plus stats, index.json and manifest.json into out_dir.
 
     broken_aug_keys: keys whose aug member holds undecodable bytes; missing_aug_keys: keys with no aug
-    member at all. Keys are ``sample_key(i, labelled)``. Returns the shard paths in order.
+    member at all. Keys are ``sample_key(i, labelled)``. real_size: [low, high) of the real images'
+    width and height (benchmarks use ImageNet-like sizes). Returns the shard paths in order.
     """
     if aug_format not in AUG_FORMATS:
         raise ValueError(f"aug_format {aug_format!r}: choose one of {AUG_FORMATS}")
+    if not 16 <= real_size[0] < real_size[1]:
+        raise ValueError(f"real_size={real_size}: need 16 <= low < high")
     if n_samples < 1 or shard_size < 1:
         raise ValueError(f"n_samples={n_samples} and shard_size={shard_size} must both be >= 1")
     out = Path(out_dir)
@@ -167,7 +170,8 @@ def make_shards(out_dir, n_samples: int = 24, shard_size: int = 8, labelled: boo
         count = min(shard_size, n_samples - start)
         with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
             for index in range(start, start + count):
-                for name, data in _sample_members(index, labelled, aug_format, broken, missing, rng, seed):
+                for name, data in _sample_members(index, labelled, aug_format, broken, missing, rng, seed,
+                                                      real_size):
                     _add_member(tar, name, data)
         stats = _write_stats(path, count, 0)
         shardlist.append({"url": path.name, "nsamples": count, "filesize": stats["filesize"], "md5sum": stats["md5sum"]})

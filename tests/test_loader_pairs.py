@@ -135,3 +135,14 @@ def test_bad_arguments_are_named(kwargs, match):
 
 def test_sample_key_helper_matches_shards(raw_samples):
     assert raw_samples[0]["__key__"] == sample_key(0, True)
+
+
+def test_real_image_is_exif_transposed_like_the_shard_writer():
+    from genaug.loader.pairs import decode_image
+
+    img = Image.fromarray(np.zeros((40, 60, 3), np.uint8))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotated 90 degrees: the writer's crop_box refers to the transposed image
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif.tobytes())
+    assert decode_image(buf.getvalue()).size == (40, 60)

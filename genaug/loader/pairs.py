@@ -68,7 +68,8 @@ def unit_draw(seed: int, epoch: int, key: str) -> float:
 def decode_image(data: bytes) -> Image.Image:
     """Decode bytes to an RGB PIL image with the EXIF orientation applied (as the shard writer does)."""
     img = Image.open(io.BytesIO(data))
-    img = ImageOps.exif_transpose(img)
+    if "exif" in img.info:  # cheap test first: exif_transpose parses the EXIF block
+        img = ImageOps.exif_transpose(img)
     return img.convert("RGB")
 
 

@@ -1,0 +1,112 @@
+"""Loader throughput: genaug.loader vs a plain webdataset pipeline doing the same decode + transforms.
+
+    python -m benchmarks.bench_loader                       # synthetic ImageNet-sized shards in a temp dir
+    python -m benchmarks.bench_loader --shards shards/ --workers 0,2,4,8
+
+Both pipelines read the same shards, shuffle with the same buffer, decode the real image (and the aug
+image for the generative pairs), and run the same VICReg / T^G ops to 224 px float tensors. The plain
+one draws from one shared generator and python's random; genaug adds per-sample hashing and seeding,
+the shared counters and the adapter. Prints samples/s of each (median of interleaved rounds, main
+process) and their ratio, then pairs/s through a DataLoader with N workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import statistics
+import tempfile
+import time
+
+import torch
+import webdataset as wds
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from genaug.loader import GenCLWebDataset, generative_transform, vicreg_views
+from genaug.loader.shardindex import resolve_shards
+
+
+def plain_pipeline(urls, image_size: int, gamma: float, buffer: int, seed: int):
+    """The hand-written webdataset equivalent of GenCLWebDataset (no per-sample seeding)."""
+    view1, view2 = vicreg_views(image_size)
+    t_gen = generative_transform("gencl", image_size)
+    gen, coin = torch.Generator().manual_seed(seed), random.Random(seed)
+
+    def decode(data: bytes) -> Image.Image:
+        return Image.open(io.BytesIO(data)).convert("RGB")
+
+    def pair(sample: dict):
+        real = decode(sample["real.jpg"])
+        if coin.random() < gamma:
+            views = (t_gen(decode(sample["aug.jpg"]), gen), view2(real, gen))
+        else:
+            views = (view1(real, gen), view2(real, gen))
+        return views, int(sample["cls"]), sample["__key__"]
+
+    return wds.WebDataset(urls, shardshuffle=False, empty_check=False).shuffle(buffer, rng=random.Random(seed)).map(pair)
+
+
+def rate(dataset, limit: int) -> float:
+    start, count = time.perf_counter(), 0
+    for _ in dataset:
+        count += 1
+        if count == limit:
+            break
+    return count / (time.perf_counter() - start)
+
+
+def loader_rate(dataset, workers: int, batch_size: int, limit: int) -> float:
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    iterator, count = iter(loader), 0
+    next(iterator)  # worker start-up is not part of the steady rate
+    start = time.perf_counter()
+    for (view1, _), _, _ in iterator:
+        count += view1.shape[0]
+        if count >= limit:
+            break
+    return count / (time.perf_counter() - start)
+
+
+def make_benchmark_shards(out: str, n: int) -> str:
+    from tests.shardfactory import make_shards  # run from the repo root: python -m benchmarks.bench_loader
+
+    make_shards(out, n_samples=n, shard_size=max(1, n // 8), real_size=(320, 500))
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shards", help="genaug output folder / index.json (default: synthetic, 320-500 px)")
+    parser.add_argument("--samples", type=int, default=256, help="samples per timed round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--gamma", type=float, default=0.5)
+    parser.add_argument("--buffer", type=int, default=100)
+    parser.add_argument("--workers", default="0,2", help="comma-separated DataLoader worker counts")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = args.shards or make_benchmark_shards(tmp, args.samples)
+        urls = list(resolve_shards(source).urls)
+        options = dict(gamma=args.gamma, image_size=args.image_size, shuffle_buffer=args.buffer, seed=0)
+        genaug_rates, plain_rates = [], []
+        for _ in range(args.rounds):  # interleaved, so machine load affects both alike
+            plain_rates.append(rate(plain_pipeline(urls, args.image_size, args.gamma, args.buffer, 0), args.samples))
+            genaug_rates.append(rate(GenCLWebDataset(source, **options), args.samples))
+        genaug_rate, plain_rate = statistics.median(genaug_rates), statistics.median(plain_rates)
+        print(f"shards: {source} ({len(urls)} shards), image size {args.image_size}, gamma {args.gamma}")
+        print(f"plain webdataset : {plain_rate:8.1f} samples/s  (rounds: {[round(r, 1) for r in plain_rates]})")
+        print(f"genaug.loader    : {genaug_rate:8.1f} samples/s  (rounds: {[round(r, 1) for r in genaug_rates]})")
+        print(f"ratio genaug/plain: {genaug_rate / plain_rate:.3f}  (target >= 0.9)")
+        for workers in (int(w) for w in args.workers.split(",")):
+            dataset = GenCLWebDataset(source, **options)
+            pairs_per_s = loader_rate(dataset, workers, args.batch_size, args.samples)
+            print(f"DataLoader, {workers} worker(s), batch {args.batch_size}: {pairs_per_s:8.1f} pairs/s "
+                  f"({2 * pairs_per_s:.1f} images/s)")
+
+
+if __name__ == "__main__":
+    main()
