@@ -86,9 +86,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         # x (B, C, H, W) -> (B, C, H, W); y is ignored (uniform block signature)
         b, _, height, width = x.shape
-        query = self.theta(x).flatten(2).transpose(1, 2)  # (B, HW, C/8)
-        key = F.max_pool2d(self.phi(x), 2).flatten(2).transpose(1, 2)  # (B, HW/4, C/8)
-        value = F.max_pool2d(self.g(x), 2).flatten(2).transpose(1, 2)  # (B, HW/4, C/2)
+        # channel-last token layout; free for channels_last inputs, a copy for NCHW (fused kernels need it)
+        query = self.theta(x).flatten(2).transpose(1, 2).contiguous()  # (B, HW, C/8)
+        key = F.max_pool2d(self.phi(x), 2).flatten(2).transpose(1, 2).contiguous()  # (B, HW/4, C/8)
+        value = F.max_pool2d(self.g(x), 2).flatten(2).transpose(1, 2).contiguous()  # (B, HW/4, C/2)
         attended = F.scaled_dot_product_attention(
             query[:, None], key[:, None], value[:, None], scale=1.0
         )[:, 0]  # (B, HW, C/2): softmax(query key^T) value
