@@ -69,7 +69,9 @@ class Generator(nn.Module):
         return torch.tanh(self.output_layer(h))  # (B, 3, R, R)
 
     def _channels_last(self) -> bool:
-        return self.blocks[0][0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        """True after ``.to(memory_format=torch.channels_last)``: convs then get channels-last inputs."""
+        first_conv = next(m for m in self.modules() if isinstance(m, nn.Conv2d))
+        return first_conv.weight.is_contiguous(memory_format=torch.channels_last)
 
     def _check_inputs(self, z: torch.Tensor, feats: torch.Tensor) -> None:
         c = self.config
@@ -90,7 +92,7 @@ class Generator(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for name, tensor in sorted(model.state_dict(keep_vars=True).items()):
-                if name.endswith("stored_mean") or name.endswith(".bias") and tensor.dim() == 1:
+                if name.endswith("stored_mean") or (name.endswith(".bias") and tensor.dim() == 1):
                     tensor.zero_()
                 elif name.endswith("stored_var") or name.endswith("output_layer.0.gain"):
                     tensor.fill_(1.0)
