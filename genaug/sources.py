@@ -42,6 +42,7 @@ KEY_HASH_BYTES = 5  # 10 hex digits appended to slug keys
 SLUG_MAX = 60  # characters of the path kept in a slug key (its tail)
 CLEAN_KEY = re.compile(r"[A-Za-z0-9_-]{1,80}")
 WNID_KEY = re.compile(r"(n\d{8})_[A-Za-z0-9_-]+")
+LABEL = re.compile(r"\d+")  # a label in a list file or a cls field: a non-negative integer
 HEADER_NAMES = frozenset({"path", "file", "filename", "filepath", "image", "img"})
 ENV_DATA = "GENAUG_DATA"
 
@@ -244,7 +245,7 @@ def parse_list(handle: IO[str], delimiter: str, name: str) -> Iterator[tuple[int
             raise SourceError(f"{name}, line {lineno}: expected 'path' or 'path,label', got {row!r}")
         label = None
         if len(fields) == 2:
-            if not re.fullmatch(r"\d+", fields[1]):
+            if not LABEL.fullmatch(fields[1]):
                 raise SourceError(f"{name}, line {lineno}: label {fields[1]!r} is not a non-negative integer")
             label = int(fields[1])
         yield lineno, fields[0], label
@@ -254,7 +255,7 @@ def _is_header(fields: list[str]) -> bool:
     """'path' alone, or two fields whose first has no image suffix and whose second is no integer."""
     if len(fields) == 1:
         return fields[0].lower() in HEADER_NAMES
-    return len(fields) == 2 and not is_image_name(fields[0]) and not re.fullmatch(r"\d+", fields[1])
+    return len(fields) == 2 and not is_image_name(fields[0]) and not LABEL.fullmatch(fields[1])
 
 
 class ShardSource(Source):
@@ -291,7 +292,7 @@ def _shard_label(raw: bytes | None, where: str) -> int | None:
     if raw is None:
         return None
     text = raw.decode("ascii", errors="replace").strip()
-    if not re.fullmatch(r"\d+", text):
+    if not LABEL.fullmatch(text):
         log.warning("%s: cls %r is not a non-negative integer; treating the sample as unlabelled", where, text)
         return None
     return int(text)
@@ -377,6 +378,8 @@ def open_source(data: str | Sequence[str] | None, kind: str | None = None) -> So
     if path.is_dir():
         classes = None if kind == "image-folder" else imagenet_classes(path)
         return ImageNetFolderSource(path, classes) if classes else ImageFolderSource(path)
+    if is_image_name(path.name):
+        raise SourceError(f"--data {data}: is a single image; give the folder holding it, or a list file")
     return FileListSource(path)
 
 

@@ -120,6 +120,12 @@ def test_missing_path_is_a_source_error(tmp_path):
         open_source(str(tmp_path / "empty"))
     with pytest.raises(SourceError, match="kind"):
         open_source(str(tmp_path), kind="shards")
+    (tmp_path / "one.jpg").write_bytes(jpeg_bytes())
+    with pytest.raises(SourceError, match="single image"):
+        open_source(str(tmp_path / "one.jpg"))
+    (tmp_path / "binary.lst").write_bytes(jpeg_bytes())
+    with pytest.raises(SourceError, match="not a UTF-8"):
+        open_source(str(tmp_path / "binary.lst"))
 
 
 @pytest.mark.parametrize("header,absolute", [(False, False), (True, False), (True, True)])
