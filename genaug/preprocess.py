@@ -8,7 +8,7 @@ the model input, the bytes to store as ``real.jpg`` and the metadata that locate
 Rules (also in docs/inputs-and-inspect.md):
 
 * transparency (RGBA, LA, P with a transparent colour) is composited on white;
-* 16-bit and 32-bit grayscale is scaled to 8 bits by its nominal range (I;16: /257);
+* 16-bit and 32-bit grayscale is scaled to 8 bits by the 16-bit range (/257), float (F) as 0..1;
 * ``crop_box`` = [left, top, right, bottom] of the central square, in pixels of the
   EXIF-transposed original, and ``orig_size`` is that transposed image's [width, height];
 * ``real_bytes`` are the original bytes when the input is an RGB (3-channel) JPEG, even when its
@@ -135,7 +135,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of the largest centred square; odd margins round left/up."""
+    """(left, top, right, bottom) of the largest centred square; an odd margin's extra pixel is
+    left on the right/bottom."""
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
     return left, top, left + side, top + side
