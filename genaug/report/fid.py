@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import io
 import logging
+import pickle
 import warnings
 from pathlib import Path
 from typing import Callable, Mapping
@@ -45,6 +46,10 @@ FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
 
 class InceptionWeightsMissing(FileNotFoundError):
     """The FID Inception weights file is not on disk."""
+
+
+class InceptionWeightsInvalid(ValueError):
+    """The given file is not pytorch-fid's Inception state dict."""
 
 
 def default_weights_path() -> Path:
@@ -116,8 +121,14 @@ def load_inception(weights: str | Path | None, device: torch.device | str = "cpu
     """The real FID Inception from a local file (see resolve_weights)."""
     path = resolve_weights(weights)
     log.info("loading FID Inception weights from %s", path)
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    return inception_from_state_dict(state_dict, device)
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        return inception_from_state_dict(state_dict, device)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, AttributeError) as err:
+        raise InceptionWeightsInvalid(
+            f"{path}: not pytorch-fid's Inception weights ({type(err).__name__}: {str(err)[:300]}); "
+            f"download {FID_WEIGHTS_FILENAME} from {FID_WEIGHTS_URL}"
+        ) from err
 
 
 def random_inception_state_dict(seed: int) -> dict[str, torch.Tensor]:

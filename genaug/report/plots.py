@@ -1,0 +1,88 @@
+"""PNG pictures for the report, drawn with matplotlib's object API (Agg, no pyplot, no display).
+
+- ``ssim_hist.png``: one SSIM histogram per table row;
+- ``contact_<n>_<label>.png``: best / median / worst pairs by SSIM, real | aug, with captions;
+- ``throughput.png``: images/s per shard over the run, from the stats files.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 100  # pixels per inch of the written PNGs
+HIST_BINS = 40  # SSIM histogram bins
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a row label."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "row"
+
+
+def _save(fig: Figure, path: Path) -> None:
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=DPI)
+
+
+def ssim_histograms(values: Mapping[str, Sequence[float]], path: Path) -> None:
+    """One histogram per label, on a shared SSIM axis."""
+    labels = list(values)
+    low = min(0.0, min(min(v) for v in values.values()))
+    fig = Figure(figsize=(6, 1.8 * len(labels) + 0.6), layout="constrained")
+    axes = fig.subplots(len(labels), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, label in zip(axes, labels):
+        data = np.asarray(values[label], dtype=float)
+        ax.hist(data, bins=HIST_BINS, range=(low, 1.0), color="tab:blue")
+        ax.axvline(float(np.mean(data)), color="tab:red", linestyle="--", label=f"mean {np.mean(data):.3f}")
+        ax.set_title(f"{label} (n={len(data)})", fontsize=9)
+        ax.set_ylabel("pairs")
+        ax.legend(fontsize=8, loc="upper left")
+    axes[-1].set_xlabel("SSIM (aug vs real)")
+    _save(fig, path)
+
+
+def contact_sheet(cells: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str, path: Path,
+                  columns: int = 2) -> None:
+    """cells: (caption, real (H, W, 3) uint8, aug (H, W, 3) uint8); each cell shows real | aug."""
+    if not cells:
+        raise ValueError(f"no pairs to draw for {title!r}")
+    rows = math.ceil(len(cells) / columns)
+    fig = Figure(figsize=(4.2 * columns, 2.3 * rows + 0.4), layout="constrained")
+    fig.suptitle(title, fontsize=10)
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, (caption, real, aug) in zip(axes, cells):
+        gap = np.full((real.shape[0], max(2, real.shape[1] // 32), 3), 255, dtype=np.uint8)
+        aug_view = aug if aug.shape == real.shape else _nearest(aug, real.shape[:2])
+        ax.imshow(np.concatenate([real, gap, aug_view], axis=1))
+        ax.set_title(caption, fontsize=8)
+    _save(fig, path)
+
+
+def _nearest(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    rows = np.arange(size[0]) * image.shape[0] // size[0]
+    cols = np.arange(size[1]) * image.shape[1] // size[1]
+    return image[rows][:, cols]
+
+
+def throughput(series: Mapping[str, Sequence[tuple[str, float]]], path: Path) -> None:
+    """images/s per shard, one line per run, x = shard position in the run."""
+    fig = Figure(figsize=(6.5, 3.2), layout="constrained")
+    ax = fig.subplots()
+    for name, points in series.items():
+        if points:
+            ax.plot(range(len(points)), [v for _, v in points], marker="o", label=name)
+    ax.set_xlabel("shard (build order)")
+    ax.set_ylabel("images/s")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Build throughput per shard (stats files)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)

@@ -1,0 +1,133 @@
+"""Read genaug run folders for the report: shards in order, manifest, per-shard stats, decoded pairs.
+
+A pair is (real, aug) where real is the model's view of the real image: decoded, EXIF-transposed,
+cropped to the json ``crop_box`` and resized to the aug image's size (``genaug.contact_sheet.real_view``,
+the same preprocessing as the model input).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from genaug.contact_sheet import real_view
+from genaug.sources import iter_tar_samples
+
+log = logging.getLogger(__name__)
+
+AUG_FIELDS = ("aug.jpg", "aug.png", "aug.webp")  # members that may hold the generative image
+_SHARD_NUMBER = re.compile(r"(\d+)")
+_PAIR_ERRORS = (OSError, SyntaxError, EOFError, ValueError, KeyError, TypeError, UnidentifiedImageError)
+
+
+class ReportInputError(ValueError):
+    """The report's inputs cannot be used; the message names the path and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFolder:
+    """One build output folder (or a subset of its shards)."""
+
+    path: Path  # folder holding the shards
+    shards: tuple[Path, ...]  # tar files, in shard order
+    manifest: dict  # manifest.json ({} when absent)
+    stats: tuple[dict, ...]  # shard-XXXX.json stats of these shards, where present
+
+    @property
+    def name(self) -> str:
+        return self.path.name or str(self.path)
+
+
+@dataclasses.dataclass
+class Pair:
+    key: str
+    shard: str  # shard file name
+    meta: dict  # the sample's json
+    real: np.ndarray  # (H, W, 3) uint8, model view of the real image at the aug size
+    aug: np.ndarray  # (H, W, 3) uint8
+
+
+def _shard_order(path: Path) -> tuple[int, str]:
+    numbers = _SHARD_NUMBER.findall(path.stem)
+    return (int(numbers[-1]) if numbers else -1, path.name)
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        log.warning("%s: unreadable, ignored (%s)", path, err)
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def discover(paths: Sequence[str | Path]) -> list[RunFolder]:
+    """Group the given folders / tar files into run folders; raise ReportInputError on bad paths."""
+    if not paths:
+        raise ReportInputError("no shards given: pass a build output folder or shard .tar files")
+    by_folder: dict[Path, list[Path]] = {}
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            tars = sorted(path.glob("shard-*.tar")) or sorted(path.glob("*.tar"))
+            if not tars:
+                raise ReportInputError(f"{path}: no .tar shards in this folder; pass a genaug build --out folder")
+            by_folder.setdefault(path, []).extend(tars)
+        elif path.is_file() and path.suffix == ".tar":
+            by_folder.setdefault(path.parent, []).append(path)
+        else:
+            raise ReportInputError(f"{path}: not a folder or .tar shard (does it exist?)")
+    runs = []
+    for folder, tars in by_folder.items():
+        shards = tuple(sorted(set(tars), key=_shard_order))
+        stats = tuple(s for s in (_read_json(t.with_suffix(".json")) for t in shards) if s)
+        runs.append(RunFolder(folder, shards, _read_json(folder / "manifest.json"), stats))
+    return runs
+
+
+def _decode_pair(key: str, fields: dict[str, bytes]) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(meta, real, aug) or ValueError/OSError with the reason."""
+    aug_field = next((f for f in AUG_FIELDS if f in fields), None)
+    missing = [name for name, ok in (("aug", aug_field), ("real.jpg", "real.jpg" in fields),
+                                      ("json", "json" in fields)) if not ok]
+    if missing:
+        raise ValueError(f"incomplete sample: no {', '.join(missing)}")
+    meta = json.loads(fields["json"])
+    with Image.open(io.BytesIO(fields[aug_field])) as raw:
+        aug = raw.convert("RGB")
+    real = real_view(fields["real.jpg"], meta, aug.size)
+    return meta, np.asarray(real, dtype=np.uint8), np.asarray(aug, dtype=np.uint8)
+
+
+def iter_pairs(run: RunFolder, errors: list[dict], limit: int | None = None,
+               keys: set[str] | None = None) -> Iterator[Pair]:
+    """Decoded pairs of `run` in shard order (at most `limit`; only `keys` if given).
+
+    Samples that cannot be decoded are skipped and recorded in `errors` as {key, shard, reason}.
+    """
+    count = 0
+    for shard in run.shards:
+        for key, fields in iter_tar_samples(str(shard)):
+            if (limit is not None and count >= limit) or (keys is not None and count >= len(keys)):
+                return
+            if keys is not None and key not in keys:
+                continue
+            try:
+                meta, real, aug = _decode_pair(key, fields)
+            except _PAIR_ERRORS as err:
+                reason = f"{type(err).__name__}: {err}"
+                log.warning("%s [%s]: left out of the report: %s", shard.name, key, reason)
+                errors.append({"key": key, "shard": shard.name, "reason": reason})
+                continue
+            count += 1
+            yield Pair(key, shard.name, meta, real, aug)
