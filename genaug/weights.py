@@ -28,6 +28,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -217,7 +218,10 @@ def fetch(url: str, files: list[WeightFile], folder: Path) -> None:
         plain = [wf for wf in files if wf.archive_member is None]
         archived = [wf for wf in files if wf.archive_member is not None]
         if archived:
-            _extract_members(tmp, archived, folder)
+            try:
+                _extract_members(tmp, archived, folder)
+            except (tarfile.TarError, EOFError, zlib.error) as err:
+                raise WeightsError(f"{url}: not a readable tar archive ({err}); try again, or fetch it by hand") from err
         for wf in plain:  # several plain files from one URL would be copies; presets name each once
             _check_sha(tmp, wf.sha256, url)
             os.replace(tmp, folder / wf.filename)

@@ -148,6 +148,15 @@ def test_tarball_link_member_is_refused(server):
     assert not (weights.preset_dir(preset) / "G.pth").exists()
 
 
+def test_archive_that_is_not_a_tarball(server):
+    root, url = server
+    (root / "page.tar.gz").write_bytes(b"<html>rate limited</html>")
+    preset = _preset(WeightFile("g", "G.pth", url + "page.tar.gz", None, archive_member="exp/G.pth"))
+    with pytest.raises(weights.WeightsError, match="not a readable tar archive"):
+        weights.resolve(preset, download=True)
+    assert not list(weights.preset_dir(preset).iterdir())
+
+
 def test_sha_sidecar_is_reused_and_invalidated(tmp_path):
     path = tmp_path / "w.bin"
     path.write_bytes(b"one")
