@@ -53,6 +53,7 @@ def test_extra_z_dims_are_ignored_like_official():
 
 def test_experiment_folder_and_converted_roundtrip(tmp_path):
     path, io, config = _fixture("res64_tiny")
+    assert config == ICGANConfig.tiny()  # the tiny preset's topology is the one checked against official code
     folder = tmp_path / "icgan_biggan_imagenet_res64"
     folder.mkdir()
     shutil.copy(path, folder / "G_ema_best0.pth")

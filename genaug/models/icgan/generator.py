@@ -115,8 +115,10 @@ class Generator(nn.Module):
         file = official_generator_file(Path(path))
         state = _load_plain_state_dict(file)
         config = config or detect_released_config(state)
-        model = cls(config)
-        model.load_state_dict(convert_official_state_dict(state, config))
+        converted = convert_official_state_dict(state, config)
+        with torch.device("meta"):  # no throw-away random init of ~90M parameters
+            model = cls(config)
+        model.load_state_dict(converted, assign=True)
         log.info("loaded IC-GAN generator %s (%d parameters)", file, sum(p.numel() for p in model.parameters()))
         return model.eval()
 
@@ -133,8 +135,9 @@ class Generator(nn.Module):
                 f"{path}: not a converted IC-GAN file (format {payload.get('format')!r}); "
                 "use Generator.from_official for released G_ema_*.pth checkpoints"
             )
-        model = cls(ICGANConfig(**payload["config"]))
-        model.load_state_dict(payload["state_dict"])
+        with torch.device("meta"):
+            model = cls(ICGANConfig(**payload["config"]))
+        model.load_state_dict(payload["state_dict"], assign=True)
         return model.eval()
 
 
