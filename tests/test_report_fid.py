@@ -107,3 +107,16 @@ def test_too_few_samples():
         fid.frechet_distance(one, one)
     assert "fewer than the 2048" in fid.warn_if_few(10, "x")
     assert fid.warn_if_few(4096, "x") is None
+
+
+@pytest.mark.gpu
+def test_cuda_features_and_ssim_match_cpu(random_inception_model):
+    """On a GPU: Inception features and SSIM agree with the CPU (random-init Inception stand-in)."""
+    from genaug.report.scores import ssim
+
+    real, aug = _smooth_images(5, n=4), _smooth_images(6, n=4)
+    with torch.no_grad():
+        cpu = random_inception_model(real)
+        gpu = fid.random_inception(seed=0, device="cuda")(real.cuda()).cpu()
+    torch.testing.assert_close(gpu, cpu, rtol=2e-2, atol=2e-3)
+    torch.testing.assert_close(ssim(real.cuda(), aug.cuda()).cpu(), ssim(real, aug), rtol=1e-6, atol=1e-6)

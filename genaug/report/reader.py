@@ -106,7 +106,7 @@ def _decode_pair(key: str, fields: dict[str, bytes]) -> tuple[dict, np.ndarray, 
     with Image.open(io.BytesIO(fields[aug_field])) as raw:
         aug = raw.convert("RGB")
     real = real_view(fields["real.jpg"], meta, aug.size)
-    return meta, np.asarray(real, dtype=np.uint8), np.asarray(aug, dtype=np.uint8)
+    return meta, np.array(real, dtype=np.uint8), np.array(aug, dtype=np.uint8)  # writable copies
 
 
 def iter_pairs(run: RunFolder, errors: list[dict], limit: int | None = None,
