@@ -99,19 +99,24 @@ class ColorJitter:
     def __call__(self, img: Image.Image, gen: torch.Generator) -> Image.Image:
         if _rand(gen) >= self.p:
             return img
-        order = torch.randperm(4, generator=gen).tolist()
+        order = torch.randperm(len(_JITTER_OPS), generator=gen).tolist()
         factors = (_uniform(gen, 1 - self.b, 1 + self.b), _uniform(gen, 1 - self.c, 1 + self.c),
                    _uniform(gen, 1 - self.s, 1 + self.s), _uniform(gen, -self.h, self.h))
-        for op in order:
-            if op == 0:
-                img = ImageEnhance.Brightness(img).enhance(factors[0])
-            elif op == 1:
-                img = ImageEnhance.Contrast(img).enhance(factors[1])
-            elif op == 2:
-                img = ImageEnhance.Color(img).enhance(factors[2])
-            else:
-                img = _shift_hue(img, factors[3])
+        for op in order:  # torchvision draws all four factors first, then applies them in `order`
+            img = _JITTER_OPS[op](img, factors[op])
         return img
+
+
+def _brightness(img: Image.Image, factor: float) -> Image.Image:
+    return ImageEnhance.Brightness(img).enhance(factor)
+
+
+def _contrast(img: Image.Image, factor: float) -> Image.Image:
+    return ImageEnhance.Contrast(img).enhance(factor)
+
+
+def _saturation(img: Image.Image, factor: float) -> Image.Image:
+    return ImageEnhance.Color(img).enhance(factor)
 
 
 def _shift_hue(img: Image.Image, shift: float) -> Image.Image:
@@ -119,6 +124,9 @@ def _shift_hue(img: Image.Image, shift: float) -> Image.Image:
     hue, sat, val = img.convert("HSV").split()
     rotated = (np.asarray(hue, dtype=np.uint8) + np.uint8(int(shift * 255) % 256)).astype(np.uint8)
     return Image.merge("HSV", (Image.fromarray(rotated, "L"), sat, val)).convert("RGB")
+
+
+_JITTER_OPS = (_brightness, _contrast, _saturation, _shift_hue)  # torchvision's fn_idx order
 
 
 class RandomGrayscale:
