@@ -207,6 +207,9 @@ def test_mask_bf16_autocast_runs_on_cpu():
     editor = _editor("maskgit-tiny", precision="bf16", num_iter=4)
     out = editor.edit(_images(editor, 1), SEEDS[:1], _labels(1))
     assert out.images.dtype == torch.uint8 and editor.describe()["autocast"] == "bfloat16"
+    assert editor.describe()["autocast_encoder"] == "bfloat16"  # explicit bf16: every stage
+    auto = _editor("icgan-tiny", precision="auto").describe()  # on the CPU, auto is fp32
+    assert auto["autocast"] == auto["autocast_encoder"] == "fp32"
 
 
 # ---- noise -------------------------------------------------------------------------------------
@@ -288,3 +291,15 @@ def test_cuda_random_choices_match_and_bf16_runs(preset):
         assert [pick(p) for p in out.params] == [pick(p) for p in cpu.edit(images, SEEDS, labels).params]
     bf16 = _editor(preset, device="cuda", precision="auto")
     assert bf16.edit(images.cuda(), SEEDS, labels.cuda()).images.dtype == torch.uint8
+
+
+def test_precision_policy():
+    from genaug.methods.editing import resolve_precision
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert resolve_precision("auto", cuda) == torch.bfloat16
+    assert resolve_precision("auto", cuda, sensitive=True) is None  # VQ encoder, SwAV features stay fp32
+    assert resolve_precision("auto", cpu) is None and resolve_precision("fp32", cuda) is None
+    assert resolve_precision("bf16", cpu, sensitive=True) == torch.bfloat16
+    with pytest.raises(ValueError, match="fp16"):
+        resolve_precision("fp16", cpu)

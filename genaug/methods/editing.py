@@ -36,13 +36,18 @@ def check_batch(images: torch.Tensor, seeds: Sequence[int], labels: torch.Tensor
     return batch
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for the model stages: bf16 ('bf16', or 'auto' on CUDA), else None (fp32)."""
+def resolve_precision(precision: str, device: torch.device, sensitive: bool = False) -> torch.dtype | None:
+    """Autocast dtype of a model stage: bf16 for 'bf16', and for 'auto' on CUDA unless the stage is
+    `sensitive` (its output picks discrete things: VQ token ids, instance features); else None (fp32)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: choose one of {list(PRECISIONS)}")
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and not sensitive):
         return torch.bfloat16
     return None
+
+
+def dtype_name(dtype: torch.dtype | None) -> str:
+    return "fp32" if dtype is None else str(dtype).replace("torch.", "")
 
 
 @contextlib.contextmanager

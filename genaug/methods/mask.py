@@ -16,7 +16,7 @@ import torch
 
 from genaug.methods import masks as patterns
 from genaug.methods.editing import (
-    RANDOM_INIT_WARNING, autocast, check_batch, count_parameters, random_init_seeded,
+    RANDOM_INIT_WARNING, autocast, check_batch, count_parameters, dtype_name, random_init_seeded,
     resolve_precision, stream_generators, stream_seed, to_uint8,
 )
 from genaug.registry import REGISTRY, Editor, EditorContext, EditResult, MethodSpec, OptionSpec, Preset, WeightFile
@@ -135,7 +135,8 @@ class MaskEditor(Editor):
         self.random_init = preset.random_init
         self.device = device
         self.precision = precision
-        self.amp_dtype = resolve_precision(precision, device)
+        self.amp_dtype = resolve_precision(precision, device)  # transformer and decoder
+        self.encode_dtype = resolve_precision(precision, device, sensitive=True)  # tokenizer encoder
         self.options = dict(options)
         self.resolution = cfg.image_size
         self.grid = cfg.latent_size
@@ -192,8 +193,9 @@ class MaskEditor(Editor):
         classes = self._classes(seeds, labels)
         mask = self._masks(seeds)  # (B, h, w) bool
         o = self.options
-        with autocast(self.device, self.amp_dtype):
+        with autocast(self.device, self.encode_dtype):
             tokens = self.model.encode(self._prepare(images))  # (B, h, w) int64
+        with autocast(self.device, self.amp_dtype):
             image_seq = torch.where(mask, torch.full_like(tokens, -1), tokens).view(batch, -1)  # (B, h*w)
             class_ids = torch.tensor(classes, dtype=image_seq.dtype, device=self.device) + self.codebook_size
             seq = torch.cat([class_ids[:, None], image_seq], dim=1)  # (B, 1 + h*w)
@@ -237,7 +239,7 @@ class MaskEditor(Editor):
             "method": self.method, "preset": self.preset, "parameters": count_parameters(self.model),
             "parameters_by_part": parts, "resolution": self.resolution, "token_grid": self.grid,
             "options": dict(self.options), "precision": self.precision,
-            "autocast": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
+            "autocast": dtype_name(self.amp_dtype), "autocast_encoder": dtype_name(self.encode_dtype),
             "device": str(self.device), "random_init": self.random_init,
         }
 

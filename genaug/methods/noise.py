@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from genaug.methods.editing import (
-    RANDOM_INIT_WARNING, autocast, check_batch, count_parameters, resolve_precision,
+    RANDOM_INIT_WARNING, autocast, check_batch, count_parameters, dtype_name, resolve_precision,
     stream_generators, stream_seed, to_uint8,
 )
 from genaug.registry import REGISTRY, Editor, EditorContext, EditResult, MethodSpec, OptionSpec, Preset, WeightFile
@@ -71,7 +71,8 @@ class NoiseEditor(Editor):
         self.random_init = preset.random_init
         self.device = device
         self.precision = precision
-        self.amp_dtype = resolve_precision(precision, device)
+        self.amp_dtype = resolve_precision(precision, device)  # generator
+        self.encoder_dtype = resolve_precision(precision, device, sensitive=True)  # SwAV features
         self.options = dict(options)
         self.resolution = generator.config.resolution
         self.dim_z = generator.dim_z
@@ -86,26 +87,35 @@ class NoiseEditor(Editor):
     def edit(self, images: torch.Tensor, seeds: Sequence[int], labels: torch.Tensor) -> EditResult:
         batch = check_batch(images, seeds, labels, self.resolution)
         z = self._noise(seeds)  # (B, K, dim_z)
-        with autocast(self.device, self.amp_dtype):
-            feats = self.encoder(images).float()  # (B, 2048) unit norm
-            best = self.generator(z[:, 0], feats).float()  # (B, 3, R, R) in [-1, 1]
-            chosen = torch.zeros(batch, dtype=torch.long, device=self.device)
-            dist = torch.full((batch,), float("nan"), device=self.device)
-            if z.shape[1] > 1:
-                dist = self._distance(best, feats)
-                for k in range(1, z.shape[1]):
-                    out = self.generator(z[:, k], feats).float()  # (B, 3, R, R)
-                    d = self._distance(out, feats)  # (B,)
-                    better = d < dist  # strict: ties keep the earlier candidate
-                    best = torch.where(better[:, None, None, None], out, best)
-                    dist = torch.where(better, d, dist)
-                    chosen = torch.where(better, torch.full_like(chosen, k), chosen)
+        feats = self._features(images)  # (B, 2048) unit norm
+        best = self._generate(z[:, 0], feats)  # (B, 3, R, R) in [-1, 1]
+        chosen = torch.zeros(batch, dtype=torch.long, device=self.device)
+        dist = torch.full((batch,), float("nan"), device=self.device)
+        if z.shape[1] > 1:
+            dist = self._distance(best, feats)
+            for k in range(1, z.shape[1]):
+                out = self._generate(z[:, k], feats)  # (B, 3, R, R)
+                d = self._distance(out, feats)  # (B,)
+                better = d < dist  # strict: ties keep the earlier candidate
+                best = torch.where(better[:, None, None, None], out, best)
+                dist = torch.where(better, d, dist)
+                chosen = torch.where(better, torch.full_like(chosen, k), chosen)
         params = [self._params(s, int(c), float(d)) for s, c, d in zip(seeds, chosen.tolist(), dist.tolist())]
         return EditResult(to_uint8(best, -1.0, 1.0), params)
 
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 or float [0, 1] (B, 3, H, W) -> (B, 2048) unit SwAV features, fp32 unless --precision bf16."""
+        with autocast(self.device, self.encoder_dtype):
+            return self.encoder(images).float()
+
+    def _generate(self, z: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        """z (B, dim_z), feats (B, 2048) -> (B, 3, R, R) float32 in [-1, 1]."""
+        with autocast(self.device, self.amp_dtype):
+            return self.generator(z, feats).float()
+
     def _distance(self, generated: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         """Euclidean distance between the generated images' unit SwAV features and the source's: (B,)."""
-        own = self.encoder(((generated + 1.0) * 0.5).clamp(0.0, 1.0)).float()  # (B, 2048)
+        own = self._features(((generated + 1.0) * 0.5).clamp(0.0, 1.0))  # (B, 2048)
         return (own - feats).norm(dim=1)
 
     def _params(self, seed: int, chosen: int, dist: float) -> dict:
@@ -125,7 +135,7 @@ class NoiseEditor(Editor):
             "method": self.method, "preset": self.preset, "parameters": gen + enc,
             "parameters_by_part": {"generator": gen, "instance_encoder": enc}, "resolution": self.resolution,
             "z_dims": self.dim_z, "options": dict(self.options), "precision": self.precision,
-            "autocast": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
+            "autocast": dtype_name(self.amp_dtype), "autocast_encoder": dtype_name(self.encoder_dtype),
             "device": str(self.device), "random_init": self.random_init,
         }
 
