@@ -20,7 +20,7 @@ def _counts(counter: dict) -> str:
 
 def _shard_lines(report: dict) -> list[str]:
     labels = report["labels"]
-    label_text = (f"{labels['labelled']} labelled, {labels['classes']} classes ({labels['min']}..{labels['max']})"
+    label_text = (f"{labels['labelled']} labelled, {labels['classes']} class(es), {labels['min']}..{labels['max']}"
                   if labels["labelled"] else "unlabelled")
     side = report["orig_short_side"]
     lines = [

@@ -69,11 +69,13 @@ class _HashingReader:
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
         self.md5 = hashlib.md5()
+        self.sha256 = hashlib.sha256()
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n)
         self.md5.update(data)
+        self.sha256.update(data)
         self.size += len(data)
         return data
 
@@ -258,8 +260,8 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
     return {"verified": verify, "shards": reports, "totals": totals, "problems": problems}
 
 
-def _read_into(summary: ShardSummary) -> tuple[int, str] | None:
-    """Feed every sample of the shard to `summary`; (filesize, md5) of the tar, None if unreadable."""
+def _read_into(summary: ShardSummary) -> tuple[int, str, str] | None:
+    """Feed every sample of the shard to `summary`; (filesize, md5, sha256) of the tar, None if unreadable."""
     try:
         with open(summary.path, "rb") as raw:
             reader = _HashingReader(raw)
@@ -269,7 +271,7 @@ def _read_into(summary: ShardSummary) -> tuple[int, str] | None:
     except (tarfile.TarError, OSError) as err:
         summary.problem(None, f"not a readable tar: {err}")
         return None
-    return reader.size, reader.md5.hexdigest()
+    return reader.size, reader.md5.hexdigest(), reader.sha256.hexdigest()
 
 
 def _read_stats(path: Path, summary: ShardSummary) -> dict | None:
@@ -286,12 +288,14 @@ def _read_stats(path: Path, summary: ShardSummary) -> dict | None:
     return stats if isinstance(stats, dict) else None
 
 
-def _compare_stats(summary: ShardSummary, stats: dict, digest: tuple[int, str]) -> None:
-    size, md5 = digest
-    checks = (("nsamples", summary.nsamples), ("filesize", size), ("md5sum", md5))
+def _compare_stats(summary: ShardSummary, stats: dict, digest: tuple[int, str, str]) -> None:
+    """nsamples, filesize and md5sum must be in the stats file and match; sha256 must match if there."""
+    size, md5, sha256 = digest
+    checks = (("nsamples", summary.nsamples), ("filesize", size), ("md5sum", md5), ("sha256", sha256))
     for name, actual in checks:
         if name not in stats:
-            summary.problem(None, f"stats file lacks {name}")
+            if name != "sha256":
+                summary.problem(None, f"stats file lacks {name}")
         elif stats[name] != actual:
             summary.problem(None, f"stats {name} is {stats[name]!r} but the tar has {actual!r}")
 

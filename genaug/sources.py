@@ -187,7 +187,7 @@ def imagenet_classes(root: Path) -> list[str] | None:
 
 
 class FileListSource(Source):
-    """A text/CSV list of `path[,label]` lines (see parse_list_line); validated fully at construction.
+    """A text/CSV list of `path[,label]` lines (see parse_list); validated fully at construction.
 
     Key: path_key of the path as written, hashed together with its line number (so a path listed
     twice still gets two distinct keys)."""

@@ -33,7 +33,8 @@ def _write_tar(path, members, update_stats=True):
     if update_stats and path.with_suffix(".json").exists():
         stats = json.loads(path.with_suffix(".json").read_text())
         data = path.read_bytes()
-        stats.update(filesize=len(data), md5sum=hashlib.md5(data).hexdigest())
+        stats.update(filesize=len(data), md5sum=hashlib.md5(data).hexdigest(),
+                     sha256=hashlib.sha256(data).hexdigest())
         path.with_suffix(".json").write_text(json.dumps(stats))
 
 
@@ -95,16 +96,20 @@ def test_verify_catches_json_problems(tmp_path, edit, expected):
 
 
 def test_verify_catches_count_and_checksum_mismatch(tmp_path):
-    paths = make_shards(tmp_path, n_samples=6, shard_size=3)
+    paths = make_shards(tmp_path, n_samples=9, shard_size=3)
     members = _members(paths[0])
     _write_tar(paths[0], [m for m in members if not m[0].startswith(sample_key(2, True))])
     stats = json.loads(paths[1].with_suffix(".json").read_text())
     stats["md5sum"] = "0" * 32
     paths[1].with_suffix(".json").write_text(json.dumps(stats))
+    with open(paths[2], "ab") as handle:  # extra bytes after the tar: sizes and checksums differ
+        handle.write(b"\0" * 512)
     problems = inspect_shards([str(tmp_path)], verify=True)["problems"]
-    assert problems == ["shard-0000.tar: stats nsamples is 3 but the tar has 2",
-                        f"shard-0001.tar: stats md5sum is '{'0' * 32}' but the tar has "
-                        f"'{hashlib.md5(paths[1].read_bytes()).hexdigest()}'"]
+    assert problems[:2] == ["shard-0000.tar: stats nsamples is 3 but the tar has 2",
+                            f"shard-0001.tar: stats md5sum is '{'0' * 32}' but the tar has "
+                            f"'{hashlib.md5(paths[1].read_bytes()).hexdigest()}'"]
+    assert [p.split(" is ")[0] for p in problems[2:]] == [
+        "shard-0002.tar: stats filesize", "shard-0002.tar: stats md5sum", "shard-0002.tar: stats sha256"]
 
 
 def test_verify_catches_truncated_real_missing_stats_and_bad_tar(tmp_path):
