@@ -183,7 +183,13 @@ def _override_candidates(folder: Path, wf: WeightFile) -> list[Path]:
 
 def _from_cache(preset: Preset, allow_download: bool) -> dict[str, Path]:
     folder = preset_dir(preset)
-    missing = [wf for wf in preset.files if not (folder / wf.filename).is_file()]
+    found = {wf.name: folder / wf.filename for wf in preset.files if (folder / wf.filename).is_file()}
+    for wf in preset.files:
+        shared = None if wf.name in found else _shared_copy(preset, wf)
+        if shared is not None:
+            log.info("%s: using %s (the same file as another preset's)", preset.name, shared)
+            found[wf.name] = shared
+    missing = [wf for wf in preset.files if wf.name not in found]
     if missing and not allow_download:
         raise WeightsError(_missing_message(preset, missing, "downloads are disabled (GENAUG_OFFLINE=1 or --no-download)"))
     by_url: dict[str, list[WeightFile]] = {}
@@ -194,7 +200,24 @@ def _from_cache(preset: Preset, allow_download: bool) -> dict[str, Path]:
             fetch(url, files, folder)
         except (urllib.error.URLError, OSError, TimeoutError) as err:
             raise WeightsError(_missing_message(preset, files, f"download failed: {err}")) from err
-    return {wf.name: folder / wf.filename for wf in preset.files}
+        found.update({wf.name: folder / wf.filename for wf in files})
+    return {wf.name: found[wf.name] for wf in preset.files}
+
+
+def _shared_copy(preset: Preset, wanted: WeightFile) -> Path | None:
+    """A present file of another registered preset with the same URL, member and pin (e.g. the SwAV
+    ResNet-50 shared by the IC-GAN presets), so it is downloaded once."""
+    from genaug.registry import REGISTRY
+
+    same = (wanted.url, wanted.archive_member, wanted.sha256)
+    for other in REGISTRY.presets():
+        if other.name == preset.name:
+            continue
+        for wf in other.files:
+            path = preset_dir(other) / wf.filename
+            if (wf.url, wf.archive_member, wf.sha256) == same and path.is_file():
+                return path
+    return None
 
 
 def _missing_message(preset: Preset, files: list[WeightFile], why: str) -> str:
@@ -275,19 +298,14 @@ def _extract_members(archive: Path, files: list[WeightFile], folder: Path) -> No
 def status(preset: Preset) -> dict:
     """JSON-serialisable facts about a preset's files in the cache (nothing is hashed or fetched)."""
     folder = preset_dir(preset)
-    files = [
-        {
-            "name": wf.name,
-            "filename": wf.filename,
-            "url": wf.url,
-            "archive_member": wf.archive_member,
-            "sha256": wf.sha256,
-            "description": wf.description,
-            "path": str(folder / wf.filename),
-            "present": (folder / wf.filename).is_file(),
-        }
-        for wf in preset.files
-    ]
+    files = []
+    for wf in preset.files:
+        own = folder / wf.filename
+        path = own if own.is_file() else (_shared_copy(preset, wf) or own)
+        files.append({
+            "name": wf.name, "filename": wf.filename, "url": wf.url, "archive_member": wf.archive_member,
+            "sha256": wf.sha256, "description": wf.description, "path": str(path), "present": path.is_file(),
+        })
     conv = converted_path(preset)
     return {
         "cache": str(folder),

@@ -208,3 +208,18 @@ def test_converted_file_preferred_when_registered(tmp_path, monkeypatch):
     assert weights.resolve(two, override=single).paths == {weights.CONVERTED_NAME: single}
     status = weights.status(preset)
     assert status["converted"] == str(conv) and status["ready"] and not status["files"][0]["present"]
+
+
+def test_file_shared_between_presets_is_reused():
+    from genaug.registry import REGISTRY
+
+    i256, i64 = REGISTRY.preset("icgan-imagenet256"), REGISTRY.preset("icgan-imagenet64")
+    for preset in (i256, i64):
+        weights.preset_dir(preset).mkdir(parents=True)
+    (weights.preset_dir(i256) / "swav_800ep_pretrain.pth.tar").write_bytes(b"swav")
+    (weights.preset_dir(i64) / "G_ema_best0.pth").write_bytes(b"g64")
+    resolved = weights.resolve(i64, download=False)
+    assert resolved.paths["swav"] == weights.preset_dir(i256) / "swav_800ep_pretrain.pth.tar"
+    assert resolved.paths["generator"] == weights.preset_dir(i64) / "G_ema_best0.pth"
+    with pytest.raises(weights.WeightsError, match="G_ema_best0.pth"):  # generators differ per preset
+        weights.resolve(REGISTRY.preset("icgan-imagenet128"), download=False)
