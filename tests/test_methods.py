@@ -126,6 +126,15 @@ def test_option_values_rejected_before_any_model_or_weights(method, options, fla
         REGISTRY.method(method).validate_options(options)
 
 
+def test_mask_pattern_option_for_another_pattern_is_an_error():
+    spec = REGISTRY.method("mask")
+    with pytest.raises(ValueError, match="--mask-ratio applies to --mask random only"):
+        spec.validate_options({"mask_ratio": 0.5})
+    with pytest.raises(ValueError, match="--ring-width applies to --mask ring only"):
+        spec.validate_options({"mask": "blocks", "ring_width": 2})
+    assert spec.validate_options({"mask": "blocks", "blocks": 2, "block_size": 3})["blocks"] == 2
+
+
 def test_mask_unknown_pattern_rejected_by_spec():
     with pytest.raises(ValueError, match="--mask"):
         REGISTRY.method("mask").validate_options({"mask": "circle"})

@@ -35,9 +35,19 @@ class MaskMethodSpec(MethodSpec):
 
     def validate_options(self, given: Mapping[str, Any]) -> dict:
         out = super().validate_options(given)
+        for name, pattern in _PATTERN_OPTIONS.items():
+            if given.get(name) is not None and out["mask"] != pattern:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} applies to --mask {pattern} only, not --mask {out['mask']}; drop it "
+                                 f"or pass --mask {pattern}")
         check_option_values(out)
         return out
 
+
+_PATTERN_OPTIONS = {  # option -> the only --mask pattern it applies to
+    "ring_width": "ring", "mask_ratio": "random", "blocks": "blocks", "block_size": "blocks",
+    "outpaint_scale": "outpaint",
+}
 
 SPEC = REGISTRY.register_method(MaskMethodSpec(
     name="mask",
