@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import IO, Iterator, Sequence
 
 import braceexpand
-import webdataset
 
 from genaug.preprocess import BadInput
 
@@ -304,7 +303,12 @@ def _is_remote(url: str) -> bool:
 
 def iter_tar_samples(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {field: bytes}) per sample of the tar at `url` (a path or a webdataset.gopen URL)."""
-    stream = open(url, "rb") if not _is_remote(url) else webdataset.gopen(url, "rb")
+    if _is_remote(url):
+        import webdataset  # lazily: it imports torch, which decode workers do not need
+
+        stream = webdataset.gopen(url, "rb")
+    else:
+        stream = open(url, "rb")
     with stream:
         yield from iter_tar_stream(stream)
 
