@@ -175,3 +175,16 @@ def test_config_is_frozen():
     config = BuildConfig(method="test", out="x")
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.seed = 3
+
+
+@pytest.mark.gpu
+def test_cuda_build_is_batch_size_independent(folder, tmp_path):
+    """On CUDA (pinned host batches, non-blocking copies): maskgit-tiny in fp32 at batch 1 and 4
+    writes identical shards, and every sample reads back."""
+    common = dict(method="mask", preset="maskgit-tiny", options={}, device="cuda", precision="fp32", limit=8)
+    run_build(_config(folder, tmp_path / "b1", batch_size=1, **common))
+    run_build(_config(folder, tmp_path / "b4", batch_size=4, num_workers=2, **common))
+    assert editors.output_bytes(tmp_path / "b1") == editors.output_bytes(tmp_path / "b4")
+    stats = json.loads((tmp_path / "b4" / "shard-0000.json").read_text())
+    assert stats["device"].startswith("cuda") and stats["device_name"]
+    assert len(editors.read_samples(tmp_path / "b4")) == stats["nsamples"] > 0
