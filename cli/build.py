@@ -6,6 +6,7 @@ the command is used, so methods registered later (plugins, tests) get theirs too
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -93,6 +94,18 @@ def _method_options(method: str, values: dict) -> dict:
     return given
 
 
+@contextlib.contextmanager
+def _logs_above_bar(active: bool):
+    """Route log records through tqdm while a bar is shown, so lines do not break it."""
+    if not active:
+        yield
+        return
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():
+        yield
+
+
 @click.command(cls=BuildCommand)
 @click.option("--method", required=True, metavar="METHOD", help="Augmentation method: mask (MaskGIT) or noise (IC-GAN).")
 @click.option("--preset", default=None, help="Model preset (see `genaug models`); default: the method's default.")
@@ -134,7 +147,8 @@ def build(method, preset, data, out, batch_size, num_workers, device, precision,
     )
     progress = TqdmProgress() if not quiet and sys.stderr.isatty() else None
     try:
-        summary = run_build(config, progress=progress)
+        with _logs_above_bar(progress is not None):
+            summary = run_build(config, progress=progress)
     except ConfigError as err:
         raise click.UsageError(str(err)) from err
     except BuildError as err:

@@ -106,8 +106,8 @@ def edit_batch(editor, good: list, resolved: ResolvedBuild, shard: "ShardRun") -
     images = np.stack([d.prepared.image for d in good])  # (B, R, R, 3) uint8
     seeds = [sample_seed(config.seed, d.item.key) for d in good]
     labels = torch.tensor([-1 if d.item.label is None else int(d.item.label) for d in good], dtype=torch.int64)
-    batch = _to_device(images, resolved.device)
     start = time.perf_counter()
+    batch = _to_device(images, resolved.device)
     try:
         result = editor.edit(batch, seeds, labels.to(resolved.device))
         aug = result.images.to("cpu")  # (B, 3, H, W) uint8; waits for the device

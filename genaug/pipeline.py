@@ -136,7 +136,8 @@ class _Runner:
         self.decode_window = 2 * workers + 1  # decoded batches in flight
         self.encode_window = workers + 1  # model outputs waiting for encode
         self.shards: dict[int, ShardRun] = {}
-        self.pending = collections.deque()  # (ShardRun, edited batch, encode future)
+        self.pending = collections.deque()  # (ShardRun, EditedBatch | None, encode future | None, n inputs)
+        self.stats: dict[int, dict] = {}  # shard index -> stats of every complete shard (small)
         self.inputs = 0
         self._mark = time.perf_counter()  # end of the previous shard: a shard's wall time starts here
 
@@ -206,7 +207,8 @@ class _Runner:
             self._write_next()
         stats = shard.finish(self.resolved)
         runfiles.write_stats(self.config.out, stats)
-        runfiles.refresh_run_files(self.config.out)
+        self.stats[shard.index] = stats
+        runfiles.write_run_files(self.config.out, self.stats.values())
         self.inputs += shard.inputs
         del self.shards[shard.index]
         self._mark = time.perf_counter()
@@ -284,6 +286,7 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildSum
         progress.update(sum(int(s.get("ninputs", 0)) for s in done.values()))
     pool = make_executor(resolved.config.num_workers)
     runner = _Runner(resolved, editor, pool, progress)
+    runner.stats.update(done)
     events = iter_batches(iter(resolved.source), resolved.config.shard_size, resolved.config.batch_size,
                           resolved.config.limit, set(done))
     try:
@@ -293,7 +296,8 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildSum
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    stats = runfiles.refresh_run_files(out)
+    stats = sorted(runner.stats.values(), key=lambda s: int(s["shard"]))
+    runfiles.write_run_files(out, stats)
     wall = time.perf_counter() - start
     counts = {
         "inputs": sum(int(s.get("ninputs", 0)) for s in stats),

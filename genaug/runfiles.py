@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from genaug.config import ConfigError, ResolvedBuild, differing_settings
 from genaug.shards import (
@@ -132,16 +132,6 @@ def write_stats(out: Path, stats: Mapping[str, Any]) -> None:
     write_json_atomic(out / stats_name(int(stats["shard"])), dict(stats))
 
 
-def all_stats(out: Path) -> list[dict]:
-    """Every readable stats file in `out`, in shard order."""
-    stats = []
-    for path in _shard_files(out)["json"]:
-        value = read_json(path)
-        if value is not None:
-            stats.append(value)
-    return sorted(stats, key=lambda s: int(s["shard"]))
-
-
 def write_errors(out: Path, stats: list[dict]) -> int:
     """Rewrite errors.jsonl from the stats files (atomically); return the number of lines."""
     tmp = out / f".{ERRORS}.tmp"
@@ -163,9 +153,8 @@ def write_manifest(out: Path, manifest: Mapping[str, Any]) -> None:
     write_json_atomic(out / MANIFEST, dict(manifest))
 
 
-def refresh_run_files(out: Path) -> list[dict]:
-    """Rewrite errors.jsonl and index.json from the stats files; return the stats."""
-    stats = all_stats(out)
-    write_errors(out, stats)
-    write_index(out, stats)
-    return stats
+def write_run_files(out: Path, stats: Iterable[dict]) -> None:
+    """Rewrite errors.jsonl and index.json from the stats of the complete shards."""
+    ordered = sorted(stats, key=lambda s: int(s["shard"]))
+    write_errors(out, ordered)
+    write_index(out, ordered)
