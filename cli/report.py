@@ -46,8 +46,8 @@ def report(shards, out, inception_weights, no_fid, no_classic, max_samples, batc
     click.echo(markdown_table(result))
     for item in result["time"]:
         click.echo(item["sentence"])
-    for warning in result["warnings"]:
-        click.echo(f"warning: {warning}", err=True)
+    if result["warnings"]:
+        click.echo(f"{len(result['warnings'])} warning(s): see report.md", err=True)
     click.echo(f"wrote {out / REPORT_MD}, {out / REPORT_JSON} and {len(_pngs(result))} pictures")
 
 

@@ -105,8 +105,9 @@ def test_too_few_samples():
         one = fid.FeatureStats(4)
         one.add(torch.ones(1, 4))
         fid.frechet_distance(one, one)
-    assert "fewer than the 2048" in fid.warn_if_few(10, "x")
-    assert fid.warn_if_few(4096, "x") is None
+    text = fid.few_samples_warning({"x": 10, "y": 4096})
+    assert "fewer samples than the 2048" in text and "x (10)" in text and "y (" not in text
+    assert fid.few_samples_warning({"y": 4096}) is None
 
 
 @pytest.mark.gpu

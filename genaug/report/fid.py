@@ -226,13 +226,16 @@ def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
     )
 
 
-def warn_if_few(count: int, what: str) -> str | None:
-    """A warning text (also logged) when FID rests on fewer samples than feature dimensions."""
-    if count >= FID_DIMS:
+def few_samples_warning(counts: Mapping[str, int]) -> str | None:
+    """One warning text (also logged) for the sets whose FID rests on fewer samples than dimensions."""
+    few = {label: n for label, n in counts.items() if n < FID_DIMS}
+    if not few:
         return None
+    listed = ", ".join(f"{label} ({n})" for label, n in few.items())
     text = (
-        f"FID of {what} uses {count} samples, fewer than the {FID_DIMS} feature dimensions: the "
-        "covariance is singular and the value is biased upwards; compare only runs of equal size"
+        f"FID from fewer samples than the {FID_DIMS} feature dimensions for {listed}: the covariance "
+        "is singular and FID is biased upwards; compare FIDs only between sets of equal size, and use "
+        "at least 2048 (better 10,000+) samples for values comparable with the literature"
     )
     log.warning(text)
     return text

@@ -142,20 +142,17 @@ def _disambiguate(rows: list[Row]) -> None:
             row.label += f" @{row.resolution}px"
 
 
-def _fid_value(row: Row, warnings: list[str]) -> float | None:
-    if row.features is None or row.reference is None:
+def _fid_value(row: Row) -> float | None:
+    if row.features is None or row.reference is None or row.features.count < 2:
         return None
-    note = fid.warn_if_few(row.features.count, row.label)
-    if note:
-        warnings.append(note)
     return fid.frechet_distance(row.reference, row.features)
 
 
-def _row_record(row: Row, warnings: list[str]) -> dict:
+def _row_record(row: Row) -> dict:
     record = {
         "label": row.label, "kind": row.kind, "method": row.method, "preset": row.preset,
         "run": str(row.run.path) if row.run else None, "resolution": row.resolution,
-        "samples": len(row.ssim), "fid": _fid_value(row, warnings) if row.ssim else None,
+        "samples": len(row.ssim), "fid": _fid_value(row),
         "ssim_mean": statistics.fmean(row.ssim) if row.ssim else None,
         "ssim_median": statistics.median(row.ssim) if row.ssim else None,
     }
@@ -202,6 +199,13 @@ def _pictures(rows: list[Row], runs: list[RunFolder], out_dir: Path, options: Re
     return pictures
 
 
+def _classic_settings(rows: list[Row], options: ReportOptions) -> dict | None:
+    fed = next((r for r in rows if r.classics), None)
+    if fed is None:
+        return None
+    return classic.describe() | {"seed": options.seed, "images": f"the real images of {fed.label}"}
+
+
 def generate_report(paths: Sequence[str | Path], out_dir: str | Path, options: ReportOptions,
                     features: fid.FeatureExtractor | None, features_note: str | None = None) -> dict:
     """Score the shards under `paths`, write report.json, report.md and the PNGs into `out_dir`.
@@ -220,21 +224,22 @@ def generate_report(paths: Sequence[str | Path], out_dir: str | Path, options: R
             f"no readable pairs in {[str(r.path) for r in runs]} ({len(errors)} unreadable samples); "
             "check the shards with `genaug inspect --verify`")
     _disambiguate(rows)
-    warnings: list[str] = []
+    rows = [r for r in rows if r.kind == "generative"] + [r for r in rows if r.kind == "classic"]
+    few = fid.few_samples_warning({r.label: r.features.count for r in rows if r.features is not None})
     report = {
         "genaug_version": __version__,
         "inputs": [str(r.path) for r in runs],
-        "rows": [_row_record(r, warnings) for r in rows],
+        "rows": [_row_record(r) for r in rows],
         "time": [tables.time_breakdown(r.name, r.manifest, r.stats) for r in runs],
         "settings": {
             "ssim": SSIM_SETTINGS,
             "fid": {**fid.FID_SETTINGS, "computed": features is not None, "inception": features_note},
             "real_reference": "real.jpg, EXIF-transposed, cropped to json crop_box, resized (bicubic) "
                               "to the aug image's size: the model input",
-            "classic": classic.describe() | {"seed": options.seed} if options.classic else None,
+            "classic": _classic_settings(rows, options),
             "max_samples_per_run": options.max_samples,
         },
-        "warnings": warnings,
+        "warnings": [few] if few else [],
         "errors": {"count": len(errors), "first": errors[:20]},
     }
     report["pictures"] = _pictures(rows, runs, out, options)
