@@ -142,3 +142,32 @@ def test_batches_collate(shards):
     loader = DataLoader(GenCLMapDataset(shards, image_size=SIZE, adapter="solo-learn"), batch_size=8)
     index, (v1, v2), target = next(iter(loader))
     assert v1.shape == (8, 3, SIZE, SIZE) and index.tolist() == list(range(8)) and target.dtype == torch.int64
+
+
+def test_unknown_length_and_resampled_without_size_are_explained(shards):
+    pattern = str(shards / "shard-{0000..0001}.tar")
+    with pytest.raises(TypeError, match="length of .* is unknown"):
+        len(GenCLWebDataset(pattern, image_size=SIZE))
+    with pytest.raises(ValueError, match="resampled=True needs samples_per_epoch"):
+        GenCLWebDataset(pattern, image_size=SIZE, resampled=True)
+    assert len(GenCLWebDataset(pattern, image_size=SIZE, resampled=True, samples_per_epoch=6)) == 6
+
+
+def test_bad_sample_raises_by_default_and_is_skipped_with_a_handler(shards, tmp_path):
+    import io
+    import tarfile
+
+    import webdataset as wds
+
+    good = shards / "shard-0000.tar"
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(good) as src, tarfile.open(bad, "w") as dst:
+        for member in src.getmembers():
+            if member.name.startswith(sample_key(1, True)) and member.name.endswith("real.jpg"):
+                continue  # sample 1 loses its real image
+            dst.addfile(member, io.BytesIO(src.extractfile(member).read()))
+    with pytest.raises(KeyError, match=sample_key(1, True)):
+        list(GenCLWebDataset([str(bad)], image_size=SIZE, shuffle_buffer=0))
+    with pytest.warns(UserWarning, match="has no real.jpg"):
+        kept = _keys(GenCLWebDataset([str(bad)], image_size=SIZE, shuffle_buffer=0, handler=wds.warn_and_continue))
+    assert len(kept) == 3 and sample_key(1, True) not in kept
