@@ -274,11 +274,14 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildSum
     start, started_at = time.perf_counter(), _utc_now()
     resolved = resolve(config)
     runfiles.check_previous_build(resolved)
+    try:
+        editor = build_editor(resolved)
+    except ValueError as err:  # editors check their option values against the model
+        raise ConfigError(f"{resolved.preset.name}: {err}") from err
     out = resolved.config.out
-    done = runfiles.done_shards(out, resolved.fingerprint)
+    done = runfiles.prepare_out(resolved)
     if done:
         log.info("%d shard(s) already complete in %s; skipping them", len(done), out)
-    editor = build_editor(resolved)
     batch1_ms = probe_batch1_ms(editor, resolved.device, resolved.config.seed)
     runfiles.write_manifest(out, _manifest(resolved, editor, status="running", started_at=started_at))
     if progress is not None:

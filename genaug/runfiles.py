@@ -81,15 +81,10 @@ def clear_run_files(out: Path) -> int:
 
 
 def check_previous_build(resolved: ResolvedBuild) -> None:
-    """Refuse a different configuration in an existing --out unless --overwrite; clean temp files."""
+    """Refuse a different configuration in an existing --out unless --overwrite (changes nothing)."""
     out = resolved.config.out
     previous = _previous_build(out)
-    if resolved.config.overwrite:
-        if previous is not None:
-            log.info("--overwrite: removed %d file(s) of the previous build in %s", clear_run_files(out), out)
-        return
-    remove_temp_files(out)
-    if previous is None:
+    if resolved.config.overwrite or previous is None:
         return
     fingerprint, inputs = previous
     if fingerprint == resolved.fingerprint:
@@ -103,6 +98,15 @@ def check_previous_build(resolved: ResolvedBuild) -> None:
     raise ConfigError(
         f"--out {out} already holds {detail}; pass --overwrite to replace it, or choose another --out"
     )
+
+
+def prepare_out(resolved: ResolvedBuild) -> dict[int, dict]:
+    """Clear the previous build (--overwrite) or its temp files; return the stats of the complete shards."""
+    out = resolved.config.out
+    if resolved.config.overwrite and _previous_build(out) is not None:
+        log.info("--overwrite: removed %d file(s) of the previous build in %s", clear_run_files(out), out)
+    remove_temp_files(out)
+    return done_shards(out, resolved.fingerprint)
 
 
 def done_shards(out: Path, fingerprint: str) -> dict[int, dict]:

@@ -66,6 +66,7 @@ BAD_ARGS = [
     (["--method", "test", "--scores", "lpips"], "--scores lpips"),
     (["--method", "test", "--num-iter", "3"], "option(s) of method ['mask']"),
     (["--method", "test", "--amplitude", "loud"], "'loud' is not a valid integer"),
+    (["--method", "mask", "--preset", "maskgit-tiny", "--num-iter", "0"], "--num-iter 0"),
     (["--method", "noise", "--preset", "icgan-imagenet256", "--weights", "/nonexistent/w"], "no such file"),
     (["--method", "noise", "--preset", "icgan-tiny", "--weights", "/nonexistent/w"], "uses no weight files"),
 ]
