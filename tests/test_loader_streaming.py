@@ -171,3 +171,9 @@ def test_bad_sample_raises_by_default_and_is_skipped_with_a_handler(shards, tmp_
     with pytest.warns(UserWarning, match="has no real.jpg"):
         kept = _keys(GenCLWebDataset([str(bad)], image_size=SIZE, shuffle_buffer=0, handler=wds.warn_and_continue))
     assert len(kept) == 3 and sample_key(1, True) not in kept
+
+
+def test_samples_per_epoch_caps_a_plain_stream(shards):
+    capped = GenCLWebDataset(shards, image_size=SIZE, samples_per_epoch=5)
+    assert len(capped) == 5 and len(list(capped)) == 5
+    assert len(GenCLWebDataset(shards, image_size=SIZE, samples_per_epoch=500)) == N

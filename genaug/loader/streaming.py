@@ -58,7 +58,8 @@ class GenCLWebDataset(torch.utils.data.IterableDataset):
     pairs: a :class:`GenCLPairs`; or give its options here (gamma, seed, image_size, tg, ...).
     adapter: 'default' ((v1, v2), label, key) | 'solo-learn' | 'lightly' | 'vicreg' | 'dict' | callable.
     shuffle_shards / shuffle_buffer: shard permutation per epoch and sample buffer size (0 = off).
-    resampled / samples_per_epoch: shards with replacement, fixed samples per rank per epoch.
+    resampled / samples_per_epoch: shards with replacement, exactly samples_per_epoch per rank per
+    epoch (default: index total // world_size); without resampled, samples_per_epoch is a cap.
     rank / world_size: explicit DDP position (default: torch.distributed, then $RANK/$WORLD_SIZE).
     handler: webdataset error handler for unreadable tars and samples (default: raise).
     """
@@ -122,14 +123,17 @@ class GenCLWebDataset(torch.utils.data.IterableDataset):
         return self.epoch_urls()[self.rank :: self.world_size]
 
     def __len__(self) -> int:
-        """Samples this rank yields per epoch: exact from index.json, or samples_per_epoch."""
-        if self.samples_per_epoch is not None:
+        """Samples this rank yields per epoch: samples_per_epoch (a cap when not resampled) or index.json."""
+        if self.resampled:
             return self.samples_per_epoch
         if self.index.nsamples is None:
+            if self.samples_per_epoch is not None:
+                return self.samples_per_epoch
             raise TypeError(f"length of {self.index.name!r} is unknown: point the loader at index.json or "
                             "pass samples_per_epoch")
         sizes = dict(zip(self.index.urls, self.index.nsamples))
-        return sum(sizes[u] for u in self.rank_urls())
+        exact = sum(sizes[u] for u in self.rank_urls())
+        return exact if self.samples_per_epoch is None else min(exact, self.samples_per_epoch)
 
     def _worker_urls(self, worker: int, n_workers: int) -> Iterator[str]:
         if self.resampled:
