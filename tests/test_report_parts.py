@@ -155,3 +155,42 @@ def test_build_cost_reads_manifest_and_tolerates_gaps():
     cells = tables._row_cells({"kind": "generative", "label": "x", "samples": 3, "fid": None, "ssim_mean": 0.5,
                                "ssim_median": 0.5, **empty}, fid_computed=False)
     assert cells[2] == "not computed" and cells[5] == "unknown" and cells[9] == "unknown"
+
+
+# ---------------------------------------------------------------- report assembly (no Inception: FID off)
+
+def test_two_runs_get_distinct_rows_and_one_set_of_classic_rows(tmp_path):
+    from genaug.report.report import ReportOptions, generate_report
+
+    make_shards(tmp_path / "run_a", n_samples=3, shard_size=2, seed=1)
+    make_shards(tmp_path / "run_b", n_samples=2, shard_size=2, seed=2)
+    report = generate_report([tmp_path / "run_a", tmp_path / "run_b"], tmp_path / "out",
+                             ReportOptions(batch_size=2, contact_pairs=1), features=None)
+    labels = [r["label"] for r in report["rows"]]
+    assert labels == ["mask (shardfactory-synthetic) [run_a]", "mask (shardfactory-synthetic) [run_b]",
+                      "Crop", "Color jitter", "Gaussian blur"]
+    assert [r["samples"] for r in report["rows"]] == [3, 2, 3, 3, 3]
+    assert all(r["fid"] is None for r in report["rows"]) and report["warnings"] == []
+    assert report["settings"]["classic"]["images"].endswith("[run_a]")
+    assert len(report["pictures"]["contact_sheets"]) == 2 and len(report["time"]) == 2
+    assert "not computed" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_pick_pairs_best_median_worst():
+    from genaug.report.report import Row, _pick_pairs
+
+    row = Row(label="x", kind="generative", run=None, keys=list("abcdefg"), ssim=[0.5, 0.9, 0.1, 0.7, 0.3, 0.8, 0.2])
+    picks = _pick_pairs(row, per_kind=2)
+    assert [(kind, key) for kind, key, _ in picks] == [
+        ("best", "b"), ("best", "f"), ("median", "d"), ("median", "a"), ("worst", "c"), ("worst", "g")]
+    assert [key for kind, key, _ in _pick_pairs(row, per_kind=1)] == ["b", "a", "c"]  # a holds the median 0.5
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("batch_size", 0, "batch_size=0"), ("max_samples", 0, "max_samples=0"), ("device", "tpux", "device='tpux'")])
+def test_report_options_are_validated_before_work(tmp_path, field, value, match):
+    from genaug.report.report import ReportOptions, generate_report
+
+    with pytest.raises(ValueError, match=match):
+        generate_report([tmp_path / "missing"], tmp_path / "out", ReportOptions(**{field: value}), features=None)
+    assert not (tmp_path / "out").exists()

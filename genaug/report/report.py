@@ -48,7 +48,10 @@ class ReportOptions:
             raise ValueError(f"batch_size={self.batch_size}: must be >= 1")
         if self.contact_pairs < 1:
             raise ValueError(f"contact_pairs={self.contact_pairs}: must be >= 1")
-        torch.device(self.device)  # raises RuntimeError naming a malformed device string
+        try:
+            torch.device(self.device)
+        except RuntimeError as err:
+            raise ValueError(f"device={self.device!r}: not a torch device; use cpu, cuda or cuda:N") from err
 
 
 @dataclasses.dataclass
@@ -131,15 +134,13 @@ class _Scorer:
 
 
 def _disambiguate(rows: list[Row]) -> None:
-    """Add the run folder / resolution to labels that would otherwise repeat."""
+    """Add the run folder, then the resolution, to labels that would otherwise repeat."""
     gen = [r for r in rows if r.kind == "generative"]
-    for row in gen:
-        same = [r for r in gen if r.label == row.label]
-        if len(same) > 1 and len({r.run.path for r in same}) > 1:
-            row.label += f" [{row.run.name}]"
-    for row in gen:
-        if sum(r.label == row.label for r in gen) > 1:
-            row.label += f" @{row.resolution}px"
+    for suffix in (lambda r: f" [{r.run.name}]", lambda r: f" @{r.resolution}px"):
+        labels = [r.label for r in gen]
+        for row in gen:
+            if labels.count(row.label) > 1:
+                row.label += suffix(row)
 
 
 def _fid_value(row: Row) -> float | None:
@@ -168,7 +169,7 @@ def _pick_pairs(row: Row, per_kind: int) -> list[tuple[str, str, float]]:
     """(caption prefix, key, ssim) for the best, median and worst pairs by SSIM."""
     order = sorted(range(len(row.ssim)), key=lambda i: row.ssim[i], reverse=True)
     k = min(per_kind, len(order))
-    mid = max(0, len(order) // 2 - k // 2)
+    mid = (len(order) - k) // 2  # the k pairs around the median rank
     picks = [("best", order[:k]), ("median", order[mid:mid + k]), ("worst", order[::-1][:k])]
     return [(name, row.keys[i], row.ssim[i]) for name, idx in picks for i in idx]
 
