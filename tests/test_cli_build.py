@@ -40,6 +40,8 @@ def test_build_writes_shards_and_prints_a_summary(folder, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["command"][:4] == ["genaug", "build", "--method", "test"]
     assert manifest["config"]["aug_format"] == "webp" and manifest["config"]["quality"] == 80
+    verify = CliRunner().invoke(main, ["inspect", str(out), "--verify"])
+    assert verify.exit_code == 0, verify.output
 
     again = _run("--method", "test", "--data", folder["train"], "--out", out, "--shard-size", 4,
                  "--num-workers", 0, "--amplitude", 3, "--aug-format", "webp", "--quality", 80, "--quiet")
