@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 DPI = 100  # pixels per inch of the written PNGs
 HIST_BINS = 40  # SSIM histogram bins
@@ -79,6 +80,7 @@ def throughput(series: Mapping[str, Sequence[tuple[str, float]]], path: Path) ->
     for name, points in series.items():
         if points:
             ax.plot(range(len(points)), [v for _, v in points], marker="o", label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("shard (build order)")
     ax.set_ylabel("images/s")
     ax.set_ylim(bottom=0)
