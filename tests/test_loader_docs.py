@@ -18,6 +18,7 @@ def test_doc_has_the_promised_snippets():
         assert f'adapter="{adapter}"' in text
 
 
+@pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")  # 4 workers on a 2-core box
 @pytest.mark.parametrize("number", range(len(SNIPPETS)))
 def test_snippet_runs(number, tmp_path, monkeypatch, capsys):
     make_shards(tmp_path / "shards", n_samples=16, shard_size=4)
