@@ -8,7 +8,7 @@ import click
 
 from genaug.config import ConfigError, resolve_device
 from genaug.report import fid
-from genaug.report.reader import ReportInputError
+from genaug.report.reader import ReportInputError, discover
 from genaug.report.report import REPORT_JSON, REPORT_MD, ReportOptions, generate_report
 from genaug.report.tables import markdown_table
 
@@ -36,6 +36,7 @@ def report(shards, out, inception_weights, no_fid, no_classic, max_samples, batc
         options = ReportOptions(max_samples=max_samples, batch_size=batch_size, device=str(resolve_device(device)),
                                 seed=seed, classic=not no_classic)
         options.validate()
+        discover(shards)  # shard paths are checked before the Inception is loaded
         features, note = None, None
         if not no_fid:
             weights = fid.resolve_weights(inception_weights)

@@ -121,7 +121,7 @@ def test_bad_arguments_are_refused(shards, tmp_path, args, message):
     assert not (tmp_path / "rep").exists()
 
 
-def test_folder_without_shards_and_invalid_weights(tmp_path):
+def test_folder_without_shards_and_invalid_weights(shards, tmp_path):
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(main, ["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r"), "--no-fid"])
     assert result.exit_code != 0 and "no .tar shards" in result.output
@@ -129,4 +129,8 @@ def test_folder_without_shards_and_invalid_weights(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     result = CliRunner().invoke(main, ["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r"),
                                        "--inception-weights", str(bad)])
+    assert result.exit_code != 0 and "no .tar shards" in result.output  # shards are checked first
+    result = CliRunner().invoke(main, ["report", str(shards), "--out", str(tmp_path / "r"),
+                                       "--inception-weights", str(bad)])
     assert result.exit_code != 0 and "not pytorch-fid's Inception weights" in result.output
+    assert not (tmp_path / "r").exists()

@@ -122,7 +122,7 @@ def _params(value) -> str:
 
 def _row_cells(row: Mapping, fid_computed: bool) -> list[str]:
     classic = row["kind"] == "classic"
-    fid_text = _fmt(row["fid"], 3) if fid_computed else "not computed"
+    fid_text = _fmt(row["fid"], 3, missing="too few samples") if fid_computed else "not computed"
     batch = "n/a" if classic else f"{_fmt(row['ms_batch'])} (batch {row['batch_size'] or UNKNOWN})"
     device = f"{row['device'] or UNKNOWN}: {row['device_name'] or UNKNOWN}"
     return [
