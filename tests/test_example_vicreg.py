@@ -65,3 +65,11 @@ def test_vicreg_loss_parts(train_vicreg):
 def test_bad_batch_size_is_refused(train_vicreg, shards):
     with pytest.raises(SystemExit):
         train_vicreg.parse_args(["--shards", str(shards), "--batch-size", "1"])
+
+
+@pytest.mark.gpu
+def test_trains_on_cuda(train_vicreg, shards):
+    args = _args(shards, "1e-3") + ["--device", "cuda", "--arch", "resnet18", "--mlp", "256-256"]
+    result = train_vicreg.main(args)
+    assert len(result["losses"]) == 10 and all(loss == loss for loss in result["losses"])  # finite, no NaN
+    assert result["probe_after"] < result["probe_before"]
