@@ -126,7 +126,7 @@ def test_user_torchvision_v2_transforms_are_seeded(raw_samples):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"gamma": 1.5}, "gamma=1.5"), ({"gamma": -0.1}, "gamma=-0.1"), ({"real_region": "centre"}, "centre"),
-    ({"view_order": "backwards"}, "backwards"), ({"tg": "zoom"}, "zoom"), ({"image_size": 2}, "image_size=2"),
+    ({"view_order": "backwards"}, "backwards"), ({"tg": "crop", "t_gen": print}, "tg='crop' and t_gen"), ({"tg": "zoom"}, "zoom"), ({"image_size": 2}, "image_size=2"),
 ])
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -97,6 +97,8 @@ class GenCLPairs:
             raise ValueError(f"real_region={real_region!r}: choose one of {REAL_REGIONS}")
         if view_order not in VIEW_ORDERS:
             raise ValueError(f"view_order={view_order!r}: choose one of {VIEW_ORDERS}")
+        if t_gen is not None and tg != "gencl":
+            raise ValueError(f"tg={tg!r} and t_gen were both given; pass one of them")
         if views is not None and len(views) != 2:
             raise ValueError(f"views must be two transforms (view 1, view 2), got {len(views)}")
         self.gamma, self.seed = float(gamma), int(seed)
