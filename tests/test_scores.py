@@ -1,7 +1,9 @@
 """SSIM per pair (genaug.report.scores): known answers, monotonicity, batch independence, validation."""
 
+import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from genaug.report.scores import SCORES, compute_scores, ssim
 
@@ -79,3 +81,27 @@ def test_ssim_rejects_mismatched_shapes():
 def test_bad_arguments_are_named(names, real, match):
     with pytest.raises(ValueError, match=match):
         compute_scores(names, real, _images(1))
+
+
+def _reference_ssim(real: np.ndarray, aug: np.ndarray) -> float:
+    """Wang et al. 2004 SSIM written out with scipy (float64): Gaussian sigma 1.5 over 11 taps,
+    K1 0.01, K2 0.03, L 255, mirrored borders, map averaged over pixels and RGB channels."""
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    values = []
+    for x, y in zip(real.astype(np.float64), aug.astype(np.float64)):  # one channel at a time
+        blur = lambda a: ndimage.gaussian_filter(a, sigma=1.5, truncate=3.5, mode="mirror")  # noqa: E731
+        mx, my = blur(x), blur(y)
+        vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+        ssim_map = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+        values.append(ssim_map.mean())
+    return float(np.mean(values))
+
+
+def test_matches_formula_written_out_with_wang_settings():
+    real = _smooth_images(7, n=3, size=40)
+    gen = torch.Generator().manual_seed(8)
+    aug = (real.float() + 25 * torch.randn(real.shape, generator=gen)).round().clamp(0, 255).to(torch.uint8)
+    ours = compute_scores(["ssim"], real, aug)["ssim"]
+    expected = [_reference_ssim(r.numpy(), a.numpy()) for r, a in zip(real, aug)]
+    assert min(expected) < 0.9  # a non-trivial case
+    assert ours == pytest.approx(expected, abs=5e-4)
