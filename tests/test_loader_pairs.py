@@ -100,6 +100,12 @@ def test_fallback_on_bad_aug_is_counted(raw_samples, damage, caplog):
     assert rule.stats.as_dict()["generative"] == 1
 
 
+def test_broken_real_image_names_the_sample(raw_samples):
+    sample = dict(raw_samples[1], **{"real.jpg": b"garbage"})
+    with pytest.raises(ValueError, match=f"sample '{sample['__key__']}'.*undecodable real.jpg"):
+        GenCLPairs(image_size=SIZE)(sample)
+
+
 def test_real_region_crop_box_and_random_order(raw_samples):
     sample = raw_samples[3]
     full = GenCLPairs(gamma=0.0, image_size=SIZE, real_region="full")(sample)

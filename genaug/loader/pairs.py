@@ -142,7 +142,11 @@ class GenCLPairs:
         if data is None:
             raise KeyError(f"sample {sample['__key__']!r} ({sample.get('__url__', '?')}) has no real.jpg; "
                            "is this a genaug shard?")
-        img = decode_image(data)
+        try:
+            img = decode_image(data)
+        except _DECODE_ERRORS as err:
+            raise ValueError(f"sample {sample['__key__']!r} ({sample.get('__url__', '?')}): undecodable "
+                             f"real.jpg ({err})") from err
         if self.real_region == "crop_box":
             img = img.crop(tuple(sample_meta(sample)["crop_box"]))
         return img
