@@ -151,11 +151,11 @@ def decode_inputs(ids: np.ndarray, labels: np.ndarray, cf, latent: int, masking:
     return np.concatenate([cls, grid.reshape(ids.shape[0], -1)], axis=1).astype(np.int32)
 
 
-def run_decodes(cf, transformer, tr_vars, seq0: np.ndarray, out: dict) -> None:
+def run_decodes(cf, transformer, tr_vars, seq0: dict, out: dict, decodes=DECODES) -> None:
     def tokens_to_logits(seq):  # as the official inference.py: logits restricted to the codebook
         return transformer.apply(tr_vars, seq, deterministic=True)[..., : cf.vqvae.codebook_size]
 
-    for name, num_iter, start_iter, temp, seed, masking in DECODES:
+    for name, num_iter, start_iter, temp, seed, masking in decodes:
         inputs = seq0[name]
         kwargs = dict(mask_token_id=-1, num_iter=num_iter, start_iter=start_iter, choice_temperature=temp)
         seqs = np.asarray(parallel_decode.decode(jnp.asarray(inputs), jax.random.PRNGKey(seed),
@@ -216,16 +216,53 @@ def write_msgpack_gz(path: Path, variables) -> None:
     path.write_bytes(gzip.compress(data, compresslevel=9, mtime=0))
 
 
+def full_size_check(out: Path, seed: int) -> None:
+    """Optional, large (~900 MB, not committed): the full ImageNet-256 architecture with random
+    weights, one image through the tokenizer and a 12-step ring decode with recorded noise.
+    tests/test_maskgit_official.py uses it when $GENAUG_MASKGIT_FULL_FIXTURE names `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    cf = maskgit_class_cond_config.get_config()
+    tokenizer, transformer, latent = build_models(cf)
+    tok_vars, tr_vars = init_variables(cf, jax.random.PRNGKey(seed))
+    tok_vars, tr_vars = randomize(tok_vars, rng, 0.5), randomize(tr_vars, rng, 0.5)
+    (out / "tokenizer_checkpoint").write_bytes(serialization.to_bytes(tok_vars))
+    (out / "transformer_checkpoint").write_bytes(serialization.to_bytes(tr_vars))
+    images = rng.random((1, cf.image_size, cf.image_size, 3)).astype(np.float32)
+    ids = tokenizer.apply(tok_vars, {"image": images}, method=tokenizer.encode_to_indices)
+    ref = dict(images_nhwc=images, ids=np.asarray(ids),
+               features_nhwc=np.asarray(tokenizer.apply(tok_vars, images, method=lambda m, x: m.encoder(x))),
+               recon_nhwc=np.asarray(tokenizer.apply(tok_vars, ids, method=tokenizer.decode_from_indices)))
+    labels = rng.integers(0, cf.num_class, 1)
+    seq = {"edit": decode_inputs(np.asarray(ids).reshape(1, -1), labels, cf, latent, "interior")}
+    ref["logits_seq"] = seq["edit"]
+    ref["logits"] = np.asarray(transformer.apply(tr_vars, jnp.asarray(seq["edit"]), deterministic=True))
+    run_decodes(cf, transformer, tr_vars, seq, ref, decodes=(("edit", 12, 0, 4.5, seed + 3, "interior"),))
+    np.savez(out / "reference.npz", **ref)
+    print(f"full-size check data written to {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="output folder, e.g. tests/fixtures/maskgit")
+    parser.add_argument("--out", type=Path, default=None, help="output folder, e.g. tests/fixtures/maskgit")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and inputs")
+    parser.add_argument("--full-size-out", type=Path, default=None,
+                        help="also write the large full-size check data here (not for the repo)")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(args.seed)
+    if args.out is None and args.full_size_out is None:
+        parser.error("give --out (the small committed fixture) and/or --full-size-out")
+    if args.full_size_out is not None:
+        full_size_check(args.full_size_out, args.seed)
+    if args.out is not None:
+        small_fixture(args.out, args.seed)
+
+
+def small_fixture(out_dir: Path, seed: int) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
     cf = official_config(FIXTURE_CONFIG)
     tokenizer, transformer, latent = build_models(cf)
-    tok_vars, tr_vars = init_variables(cf, jax.random.PRNGKey(args.seed))
+    tok_vars, tr_vars = init_variables(cf, jax.random.PRNGKey(seed))
     tok_vars = randomize(tok_vars, rng, embed_std=0.5)
     tr_vars = randomize(tr_vars, rng, embed_std=0.5)
 
@@ -246,16 +283,16 @@ def main() -> None:
                recon_nhwc=np.asarray(recon), labels=labels, logits_seq=logits_seq,
                logits=np.asarray(logits), schedule=schedule_table())
     run_decodes(cf, transformer, tr_vars, seq0, out)
-    np.savez_compressed(args.out / "reference.npz", **out)
-    write_msgpack_gz(args.out / "tokenizer.msgpack.gz", tok_vars)
-    write_msgpack_gz(args.out / "transformer.msgpack.gz", tr_vars)
-    settings = {name: dict(num_iter=n, start_iter=s, choice_temperature=t, seed=seed, masking=mk)
-                for name, n, s, t, seed, mk in DECODES}
-    (args.out / "config.json").write_text(json.dumps(
-        {"config": FIXTURE_CONFIG, "batch": BATCH, "decodes": settings, "seed": args.seed,
+    np.savez_compressed(out_dir / "reference.npz", **out)
+    write_msgpack_gz(out_dir / "tokenizer.msgpack.gz", tok_vars)
+    write_msgpack_gz(out_dir / "transformer.msgpack.gz", tr_vars)
+    settings = {name: dict(num_iter=n, start_iter=s, choice_temperature=t, seed=dseed, masking=mk)
+                for name, n, s, t, dseed, mk in DECODES}
+    (out_dir / "config.json").write_text(json.dumps(
+        {"config": FIXTURE_CONFIG, "batch": BATCH, "decodes": settings, "seed": seed,
          "jax": jax.__version__}, indent=1) + "\n")
-    imagenet256_tree(args.out / "official_tree_imagenet256.json")
-    for f in sorted(args.out.iterdir()):
+    imagenet256_tree(out_dir / "official_tree_imagenet256.json")
+    for f in sorted(out_dir.iterdir()):
         print(f"{f.name}: {f.stat().st_size / 1e3:.1f} kB")
 
 

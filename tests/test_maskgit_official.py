@@ -1,6 +1,7 @@
 """The port against outputs of the official Flax code (fixture made by fixtures_src/make_maskgit_fixture.py)."""
 
 import gzip
+import os
 import json
 from pathlib import Path
 
@@ -118,3 +119,30 @@ def test_float32_cosine_schedule_gives_official_token_counts(ref):
         in_f64 = np.maximum(np.cos(np.pi / 2 * (np.arange(1, n + 1) / n)), 1e-6)
         float64_differs |= not np.array_equal(np.floor(unknown.astype(np.float64) * in_f64), counts)
     assert float64_differs
+
+
+FULL_ENV = "GENAUG_MASKGIT_FULL_FIXTURE"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get(FULL_ENV), reason=f"${FULL_ENV} not set (make it with "
+                    "fixtures_src/make_maskgit_fixture.py --full-size-out DIR; ~900 MB)")
+def test_full_size_random_weights_match_official():
+    """The full ImageNet-256 architecture (random weights) against the official code."""
+    folder = Path(os.environ[FULL_ENV])
+    model = MaskGIT.from_official(folder / "tokenizer_checkpoint", folder / "transformer_checkpoint",
+                                  config=MaskGITConfig())
+    with np.load(folder / "reference.npz") as data:
+        ref = {k: data[k] for k in data.files}
+    with torch.no_grad():
+        images = _nchw(ref["images_nhwc"])
+        torch.testing.assert_close(model.encode_features(images), _nchw(ref["features_nhwc"]), atol=ATOL, rtol=0)
+        assert torch.equal(model.encode(images), torch.from_numpy(ref["ids"]).long())
+        recon = model.decode(torch.from_numpy(ref["ids"]))
+        torch.testing.assert_close(recon, _nchw(ref["recon_nhwc"]), atol=ATOL, rtol=0)
+        logits = model.logits(torch.from_numpy(ref["logits_seq"]))
+        torch.testing.assert_close(logits, torch.from_numpy(ref["logits"]), atol=ATOL, rtol=0)
+    noise = [(torch.from_numpy(s), torch.from_numpy(c))
+             for s, c in zip(ref["edit_gumbel_sample"], ref["edit_gumbel_choice"], strict=True)]
+    seqs = model.inpaint(torch.from_numpy(ref["edit_input"]), num_iter=12, noise=noise)
+    assert torch.equal(seqs, torch.from_numpy(ref["edit_seqs"]).long())

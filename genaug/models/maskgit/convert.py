@@ -182,7 +182,7 @@ def convert_tree(flat: dict[str, np.ndarray], rules: list[Rule], expected: dict[
         if tuple(value.shape) != tuple(expected[rule.torch_name]):
             raise ConversionError(f"{what}: {rule.official} gives shape {tuple(value.shape)} for "
                                   f"{rule.torch_name}, expected {tuple(expected[rule.torch_name])}")
-        out[rule.torch_name] = torch.from_numpy(np.ascontiguousarray(value).copy())
+        out[rule.torch_name] = torch.from_numpy(np.array(value, dtype=np.float32, order="C"))  # own copy
     if remaining:
         raise ConversionError(f"{what}: official parameters left unused: {sorted(remaining)[:10]} "
                               f"({len(remaining)} in all); does the checkpoint match the MaskGITConfig?")
