@@ -85,7 +85,7 @@ class _Scorer:
         return fid.FeatureStats(fid.FID_DIMS) if self.features is not None else None
 
     def new_group(self, run: RunFolder, pair: Pair) -> Row:
-        method, preset = pair.meta.get("method"), pair.meta.get("preset")
+        method, preset = pair.meta.get("method") or "unknown", pair.meta.get("preset") or "unknown"
         row = Row(label=f"{method} ({preset})", kind="generative", run=run, method=method, preset=preset,
                   resolution=int(pair.aug.shape[0]), features=self._new_stats(), reference=self._new_stats())
         if self.options.classic and not any(r.kind == "generative" for r in self.rows):
@@ -105,8 +105,9 @@ class _Scorer:
         keys = [p.key for p in pairs]
         real = torch.from_numpy(np.stack([p.real for p in pairs])).permute(0, 3, 1, 2)  # (B, 3, R, R)
         aug = torch.from_numpy(np.stack([p.aug for p in pairs])).permute(0, 3, 1, 2)  # (B, 3, R, R)
+        real_dev = real.to(self.device)
         row.keys += keys
-        row.ssim += ssim(real.to(self.device), aug.to(self.device)).tolist()
+        row.ssim += ssim(real_dev, aug.to(self.device)).tolist()
         self._embed(row.reference, real)
         self._embed(row.features, aug)
         for extra in row.classics:
@@ -114,11 +115,12 @@ class _Scorer:
             out = classic.augment_batch(extra.method, real, self.options.seed, keys)  # (B, 3, R, R)
             extra.seconds += time.perf_counter() - start
             extra.keys += keys
-            extra.ssim += ssim(real.to(self.device), out.to(self.device)).tolist()
+            extra.ssim += ssim(real_dev, out.to(self.device)).tolist()
             self._embed(extra.features, out)
 
     def run(self, runs: Sequence[RunFolder], errors: list[dict]) -> list[Row]:
         for run in runs:
+            start = time.perf_counter()
             groups: dict[tuple, Row] = {}
             pending: dict[tuple, list[Pair]] = {}
             for pair in iter_pairs(run, errors, limit=self.options.max_samples):
@@ -130,6 +132,8 @@ class _Scorer:
                     self.score(groups[gkey], pending.pop(gkey))
             for gkey, pairs in pending.items():
                 self.score(groups[gkey], pairs)
+            scored = sum(len(r.ssim) for r in groups.values())
+            log.info("%s: scored %d pairs in %.1f s", run.name, scored, time.perf_counter() - start)
         return self.rows
 
 
