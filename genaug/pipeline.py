@@ -273,6 +273,11 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildSum
     """
     start, started_at = time.perf_counter(), _utc_now()
     resolved = resolve(config)
+    with runfiles.exclusive(resolved.config.out):
+        return _build(resolved, start, started_at, progress)
+
+
+def _build(resolved: ResolvedBuild, start: float, started_at: str, progress: Progress | None) -> BuildSummary:
     runfiles.check_previous_build(resolved)
     try:
         editor = build_editor(resolved)
@@ -285,7 +290,7 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildSum
     batch1_ms = probe_batch1_ms(editor, resolved.device, resolved.config.seed)
     runfiles.write_manifest(out, _manifest(resolved, editor, status="running", started_at=started_at))
     if progress is not None:
-        progress.start(_source_total(resolved.source, config.limit))
+        progress.start(_source_total(resolved.source, resolved.config.limit))
         progress.update(sum(int(s.get("ninputs", 0)) for s in done.values()))
     pool = make_executor(resolved.config.num_workers)
     runner = _Runner(resolved, editor, pool, progress)

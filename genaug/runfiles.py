@@ -7,8 +7,11 @@ shard: a rerun never duplicates lines, and a killed run leaves them consistent w
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -29,6 +32,22 @@ MANIFEST = "manifest.json"
 ERRORS = "errors.jsonl"
 INDEX = "index.json"
 ERROR_FIELDS = ("key", "path", "reason", "shard")
+
+
+@contextlib.contextmanager
+def exclusive(out: Path):
+    """Hold an exclusive lock on the --out folder itself (released by the kernel even on SIGKILL)."""
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise ConfigError(
+                f"--out {out}: another genaug build is writing there; wait for it to end or choose another --out"
+            ) from err
+        yield
+    finally:
+        os.close(fd)
 
 
 def read_json(path: Path) -> dict | None:

@@ -15,7 +15,7 @@ from genaug.preprocess import prepare
 from genaug.report.scores import compute_scores
 from genaug.seeding import sample_seed
 from genaug.sources import SourceItem
-from imagefactory import make_imagenet_folder
+from imagefactory import make_imagenet_folder, make_wds_shards
 
 SHARD_SIZE = 5
 CONTRACT_FIELDS = {
@@ -118,9 +118,24 @@ def test_editor_failure_aborts_keeps_finished_shards_and_resumes(folder, baselin
     assert editors.output_bytes(out) == editors.output_bytes(baseline[0])
 
 
+class _Recorder:
+    """A Progress that records what the build reports."""
+
+    def __init__(self):
+        self.total, self.updates = "unset", []
+
+    def start(self, total):
+        self.total = total
+
+    def update(self, n):
+        self.updates.append(n)
+
+
 def test_limit_covers_the_first_inputs_only(folder, tmp_path):
-    summary = run_build(_config(folder, tmp_path, limit=7))
+    progress = _Recorder()
+    summary = run_build(_config(folder, tmp_path, limit=7), progress=progress)
     assert summary.inputs == 7 and summary.shards == 2
+    assert progress.total == 7 and sum(progress.updates) == 7
     sources = {json.loads(s["json"])["source"] for s in editors.read_samples(tmp_path).values()}
     errors = [json.loads(line)["path"] for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
     assert sorted(sources | set(errors)) == sorted(str(p) for p in folder["files"][:7])
@@ -129,6 +144,20 @@ def test_limit_covers_the_first_inputs_only(folder, tmp_path):
 def _chw(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W) uint8 tensor."""
     return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
+
+
+def test_input_shards_keep_keys_labels_and_bytes(tmp_path):
+    shards = make_wds_shards(tmp_path / "in", n_shards=2, per_shard=3)
+    config = BuildConfig(method=editors.METHOD, out=tmp_path / "out", data=(shards["pattern"],), shard_size=4,
+                         batch_size=2, num_workers=0)
+    summary = run_build(config)
+    assert (summary.samples, summary.errors, summary.shards) == (6, 0, 2)
+    samples = editors.read_samples(tmp_path / "out")
+    by_key = {json.loads(s["json"])["source"].rsplit("#", 1)[-1]: s for s in samples.values()}
+    assert sorted(by_key) == sorted(shards["keys"])
+    for key, label in zip(shards["keys"], shards["labels"]):
+        assert by_key[key]["real.jpg"] == shards["images"][key]  # RGB JPEG bytes kept as they were
+        assert int(by_key[key]["cls"]) == label
 
 
 def test_ssim_scores_match_a_recomputation(folder, tmp_path):

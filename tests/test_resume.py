@@ -2,6 +2,7 @@
 killed with SIGKILL mid-shard that a rerun completes to the bytes of an uninterrupted build."""
 
 import dataclasses
+import fcntl
 import json
 import os
 import signal
@@ -126,3 +127,17 @@ def test_resolve_does_not_write_outside_out(folder, tmp_path):
     assert resolved.config.out == (tmp_path / "new" / "deeper").resolve()
     assert list(resolved.config.out.iterdir()) == []
     assert dataclasses.replace(config, seed=1) != config
+
+
+def test_a_second_build_in_the_same_out_is_refused_while_one_runs(folder, tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a running build holds
+        with pytest.raises(ConfigError, match="another genaug build is writing there"):
+            run_build(_config(folder, out))
+    finally:
+        os.close(fd)
+    assert list(out.iterdir()) == []
+    assert run_build(_config(folder, out, limit=2)).inputs == 2  # the lock is gone with its holder
