@@ -125,10 +125,10 @@ def _sample_members(index: int, labelled: bool, aug_format: str, broken: set[str
     return members
 
 
-def _write_stats(tar_path: Path, nsamples: int, nerrors: int) -> dict:
+def _write_stats(tar_path: Path, shard_no: int, nsamples: int, nerrors: int) -> dict:
     data = tar_path.read_bytes()
     stats = {
-        "shard": tar_path.name,
+        "shard": shard_no,  # chunk number, as genaug/pipeline.py writes it
         "nsamples": nsamples,
         "nerrors": nerrors,
         "filesize": len(data),
@@ -173,7 +173,7 @@ def make_shards(out_dir, n_samples: int = 24, shard_size: int = 8, labelled: boo
                 for name, data in _sample_members(index, labelled, aug_format, broken, missing, rng, seed,
                                                       real_size):
                     _add_member(tar, name, data)
-        stats = _write_stats(path, count, 0)
+        stats = _write_stats(path, shard_no, count, 0)
         shardlist.append({"url": path.name, "nsamples": count, "filesize": stats["filesize"], "md5sum": stats["md5sum"]})
         paths.append(path)
     index = {"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": out.name, "shardlist": shardlist}

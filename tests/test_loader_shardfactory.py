@@ -24,6 +24,7 @@ def test_layout_index_and_stats(tmp_path):
     for entry, path in zip(index["shardlist"], paths):
         stats = json.loads(path.with_suffix(".json").read_text())
         assert entry["md5sum"] == stats["md5sum"] and entry["filesize"] == path.stat().st_size
+        assert entry["url"] == path.name == f"shard-{stats['shard']:04d}.tar"
     members = _members(paths[0])
     key = sample_key(0, True)
     assert set(members) >= {f"{key}.real.jpg", f"{key}.aug.jpg", f"{key}.cls", f"{key}.json"}
