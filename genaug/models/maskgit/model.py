@@ -102,9 +102,10 @@ class MaskGIT(nn.Module):
         """Build from the official flax msgpack checkpoints (no jax needed)."""
         from genaug.models.maskgit.checkpoints import official_state_dict
 
-        model = cls(config)
+        with torch.device("meta"):  # no random init of 227M parameters that are overwritten anyway
+            model = cls(config)
         state = official_state_dict(tokenizer_path, transformer_path, model.expected_shapes(), model.config)
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
         return model.eval()
 
     @classmethod
@@ -113,8 +114,9 @@ class MaskGIT(nn.Module):
         from genaug.models.maskgit.checkpoints import load_converted
 
         stored_cfg, state = load_converted(path, config)
-        model = cls(stored_cfg)
-        model.load_state_dict(state, strict=True)
+        with torch.device("meta"):
+            model = cls(stored_cfg)
+        model.load_state_dict(state, strict=True, assign=True)
         return model.eval()
 
     def save_torch(self, path: str | Path) -> None:
