@@ -319,5 +319,6 @@ def _build(resolved: ResolvedBuild, start: float, started_at: str, progress: Pro
         wall_time_s=round(wall, 3), counts=counts, timing=_timing(resolved, batch1_ms, stats),
     ))
     summary = BuildSummary(out=out, wall_s=wall, images_per_s=runner.inputs / wall if wall > 0 else 0.0, **counts)
-    log.info("build finished: %s", summary)
+    log.info("build finished in %.1f s: %d pairs, %d inputs skipped, %d shards (%d resumed) in %s",
+             wall, summary.samples, summary.errors, summary.shards, summary.shards_resumed, out)
     return summary
