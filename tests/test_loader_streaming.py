@@ -177,3 +177,15 @@ def test_samples_per_epoch_caps_a_plain_stream(shards):
     capped = GenCLWebDataset(shards, image_size=SIZE, samples_per_epoch=5)
     assert len(capped) == 5 and len(list(capped)) == 5
     assert len(GenCLWebDataset(shards, image_size=SIZE, samples_per_epoch=500)) == N
+
+
+def test_resampled_ranks_run_equal_batches_through_workers(shards):
+    batches = []
+    for rank in range(2):
+        dataset = GenCLWebDataset(shards, image_size=SIZE, rank=rank, world_size=2, resampled=True,
+                                  samples_per_epoch=9, shuffle_buffer=4)
+        loader = DataLoader(dataset, batch_size=3, num_workers=2)
+        sizes = [len(keys) for _, _, keys in loader]
+        assert sum(sizes) == 9
+        batches.append(len(sizes))
+    assert batches[0] == batches[1]
