@@ -58,6 +58,7 @@ def test_missing_weights_error_names_file_url_and_path(tmp_path, monkeypatch):
         fid.resolve_weights(tmp_path / "nope.pth")
 
 
+@pytest.mark.filterwarnings("ignore:The `disp` argument:DeprecationWarning")
 def test_low_rank_distance_equals_direct_pytorch_fid():
     """The span projection used for n < D leaves the distance unchanged."""
     rng = np.random.default_rng(0)
@@ -71,6 +72,7 @@ def test_low_rank_distance_equals_direct_pytorch_fid():
     np.testing.assert_allclose(sa.cov(), np.cov(a, rowvar=False), atol=1e-10)
 
 
+@pytest.mark.filterwarnings("ignore:The `disp` argument:DeprecationWarning")
 def test_full_rank_path_streams_statistics():
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((40, 8)), rng.standard_normal((30, 8)) + 1.0
