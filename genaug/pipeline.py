@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+from concurrent.futures.process import BrokenProcessPool
 import dataclasses
 import logging
 import time
@@ -299,6 +300,10 @@ def _build(resolved: ResolvedBuild, start: float, started_at: str, progress: Pro
                           resolved.config.limit, set(done))
     try:
         runner.run(events)
+    except BrokenProcessPool as err:
+        runner.abort()
+        raise BuildError(f"a worker process died ({err}); it may have run out of memory: try fewer "
+                         f"--num-workers. Completed shards are valid; rerun to resume") from err
     except BaseException:
         runner.abort()
         raise
