@@ -155,7 +155,7 @@ def run_decodes(cf, transformer, tr_vars, seq0: dict, out: dict, decodes=DECODES
     def tokens_to_logits(seq):  # as the official inference.py: logits restricted to the codebook
         return transformer.apply(tr_vars, seq, deterministic=True)[..., : cf.vqvae.codebook_size]
 
-    for name, num_iter, start_iter, temp, seed, masking in decodes:
+    for name, num_iter, start_iter, temp, seed, _masking in decodes:
         inputs = seq0[name]
         kwargs = dict(mask_token_id=-1, num_iter=num_iter, start_iter=start_iter, choice_temperature=temp)
         seqs = np.asarray(parallel_decode.decode(jnp.asarray(inputs), jax.random.PRNGKey(seed),

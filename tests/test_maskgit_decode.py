@@ -40,6 +40,16 @@ def test_known_tokens_kept_and_all_masked_tokens_filled(model):
     assert changed.unique().numel() > 5  # really sampled, not a constant
 
 
+def test_codebook_logits_are_the_codebook_slice_of_the_full_logits(model):
+    seq = _ring_seq(model, 2, seed=4)
+    with torch.no_grad():
+        full = model.logits(seq)
+        part = model.codebook_logits(seq)
+    assert full.shape == (2, model.config.seq_len, model.config.vocab_size)
+    assert part.shape == (2, model.config.seq_len, model.config.codebook_size)
+    torch.testing.assert_close(part, full[..., : model.config.codebook_size], atol=1e-6, rtol=0)
+
+
 def test_per_sample_generators_make_output_independent_of_batch(model):
     seqs = _ring_seq(model, 4, seed=3)
     alone = model.inpaint(seqs[:1], generator=_gens([42]))

@@ -39,8 +39,8 @@ class MaskGITConfig:
         for m in self.channel_multipliers:
             if (self.filters * m) % GROUPNORM_GROUPS:
                 raise ValueError(
-                    f"MaskGITConfig: filters={self.filters} x multiplier {m} = {self.filters * m} is not divisible by the "
-                    f"{GROUPNORM_GROUPS} GroupNorm groups; use filters that are a multiple of 32"
+                    f"MaskGITConfig: filters={self.filters} x multiplier {m} = {self.filters * m} is not "
+                    f"divisible by the {GROUPNORM_GROUPS} GroupNorm groups; use filters that are a multiple of 32"
                 )
         if self.image_size % self.downsample_factor:
             raise ValueError(
