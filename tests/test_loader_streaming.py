@@ -89,6 +89,10 @@ def test_resampled_gives_equal_counts_per_rank(shards):
                                   samples_per_epoch=10, shuffle_buffer=0)
         counts.append(len(list(dataset)))
         assert len(dataset) == 10
+    wide = GenCLWebDataset(shards, image_size=SIZE, resampled=True, samples_per_epoch=60, adapter="dict",
+                           shuffle_buffer=0)
+    for item in wide:  # shards are drawn with replacement, often twice in a row: indexes stay exact
+        assert item["key"] == sample_key(item["index"], True)
     assert counts == [10, 10, 10, 10]
 
 

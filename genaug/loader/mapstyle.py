@@ -27,20 +27,21 @@ Member = tuple[int, int]  # (data offset in the tar, size in bytes)
 
 
 def scan_tar(path: str) -> list[tuple[str, dict[str, Member]]]:
-    """[(key, {extension: (offset, size)})] in tar order; key/extension split at the first '.'."""
+    """[(key, {extension: (offset, size)})] in tar order; key/extension split at the first '.' of the
+    file name (the directory stays in the key), as webdataset groups members."""
     samples: list[tuple[str, dict[str, Member]]] = []
+    key, members = None, {}
     with tarfile.open(path, "r:") as tar:
         for info in tar:
-            if not info.isfile():
-                continue
             base = os.path.basename(info.name)
-            if "." not in base or base.startswith("."):
+            if not info.isfile() or "." not in base or base.startswith("."):
                 continue
-            key, ext = base.split(".", 1)
-            key = os.path.join(os.path.dirname(info.name), key) if os.path.dirname(info.name) else key
-            if not samples or samples[-1][0] != key:
-                samples.append((key, {}))
-            samples[-1][1][ext] = (info.offset_data, info.size)
+            stem, ext = base.split(".", 1)
+            member_key = os.path.join(os.path.dirname(info.name), stem)
+            if member_key != key:
+                key, members = member_key, {}
+                samples.append((key, members))
+            members[ext] = (info.offset_data, info.size)
     return samples
 
 

@@ -16,7 +16,7 @@ import itertools
 import logging
 import os
 import random
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping
 
 import torch
 import webdataset as wds
@@ -166,12 +166,14 @@ class GenCLWebDataset(torch.utils.data.IterableDataset):
         return samples
 
     def _with_index(self, samples: Iterator[dict]) -> Iterator[dict]:
+        """Annotate index.json positions (a resampled shard drawn twice in a row wraps around)."""
+        sizes = {} if self.index.nsamples is None else dict(zip(self.index.urls, self.index.nsamples))
         url, position = None, 0
         for sample in samples:
             if sample["__url__"] != url:
                 url, position = sample["__url__"], 0
             start = None if self._starts is None else self._starts.get(url)
-            sample["__index__"] = -1 if start is None else start + position
+            sample["__index__"] = -1 if start is None else start + position % max(1, sizes[url])
             position += 1
             yield sample
 
@@ -193,7 +195,3 @@ class GenCLWebDataset(torch.utils.data.IterableDataset):
                 if not self.handler(err):
                     return
 
-
-def shard_urls(source: str | Sequence[str]) -> list[str]:
-    """The shard list a source resolves to (for plain webdataset pipelines and benchmarks)."""
-    return list(resolve_shards(source).urls)
