@@ -4,10 +4,12 @@ killed with SIGKILL mid-shard that a rerun completes to the bytes of an uninterr
 import dataclasses
 import fcntl
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from click.testing import CliRunner
 import editors
 from cli.main import main
 from genaug.config import BuildConfig, ConfigError, resolve
-from genaug.pipeline import run_build
+from genaug.pipeline import BuildError, run_build
 from imagefactory import make_imagenet_folder
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -141,3 +143,29 @@ def test_a_second_build_in_the_same_out_is_refused_while_one_runs(folder, tmp_pa
         os.close(fd)
     assert list(out.iterdir()) == []
     assert run_build(_config(folder, out, limit=2)).inputs == 2  # the lock is gone with its holder
+
+
+@pytest.mark.slow
+def test_a_killed_worker_process_stops_the_build_cleanly(folder, baseline, tmp_path):
+    out = tmp_path / "worker-killed"
+    outcome = {}
+
+    def build():
+        try:
+            run_build(_config(folder, out, batch_size=1, num_workers=1, options={"delay": 0.3}))
+        except BuildError as err:
+            outcome["error"] = err
+
+    thread = threading.Thread(target=build)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not (out / "shard-0000.json").exists() and thread.is_alive():
+        assert time.monotonic() < deadline, "the build never finished its first shard"
+        time.sleep(0.05)
+    for worker in multiprocessing.active_children():
+        os.kill(worker.pid, signal.SIGKILL)
+    thread.join(timeout=120)
+    assert "worker process died" in str(outcome.get("error")), outcome
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    run_build(_config(folder, out))  # resumes from the shards completed before the kill
+    assert editors.output_bytes(out) == editors.output_bytes(baseline)
