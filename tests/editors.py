@@ -10,14 +10,20 @@ and image), so batch size cannot change the shards. Options:
   enough to kill mid-run;
 * ``fail_label`` (int, not output-affecting): raise on a batch holding that label (-2: never), to
   test the abort path after some shards are complete.
+
+Also ``test-invert-x2`` (24 px in, 48 px out) and two helpers for the pipeline tests:
+``read_samples(out)`` and ``output_bytes(out)``.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Sequence
 
 import torch
+import webdataset as wds
 
 from genaug.registry import REGISTRY, EditorContext, EditResult, Editor, MethodSpec, OptionSpec, Preset
 from genaug.seeding import generator
@@ -90,11 +96,6 @@ _register()
 # ---- helpers shared by the pipeline tests ------------------------------------------------------
 def read_samples(out) -> dict[str, dict]:
     """Every sample of the shards listed in out/index.json, read with plain webdataset, by key."""
-    import json
-    from pathlib import Path
-
-    import webdataset as wds
-
     out = Path(out)
     index = json.loads((out / "index.json").read_text())
     urls = [str(out / entry["url"]) for entry in index["shardlist"]]
@@ -108,9 +109,6 @@ def read_samples(out) -> dict[str, dict]:
 def output_bytes(out) -> dict[str, bytes]:
     """What must be identical between equivalent builds: every shard tar, errors.jsonl and the
     shard list of index.json (its name is the folder name), by file name."""
-    import json
-    from pathlib import Path
-
     out = Path(out)
     files = {path.name: path.read_bytes() for path in sorted(out.glob("shard-*.tar"))}
     files["errors.jsonl"] = (out / "errors.jsonl").read_bytes()
