@@ -73,6 +73,11 @@ class TqdmProgress:
         if self.bar is not None and n:
             self.bar.update(n)
 
+    def set_total(self, total: int) -> None:
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.refresh()
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

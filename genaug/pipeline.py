@@ -14,6 +14,7 @@ import concurrent.futures as cf
 from concurrent.futures.process import BrokenProcessPool
 import dataclasses
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol
@@ -37,7 +38,8 @@ class BuildError(RuntimeError):
 
 
 class Progress(Protocol):
-    """What the build reports progress to (the CLI wraps tqdm)."""
+    """What the build reports progress to (the CLI wraps tqdm). It may also have
+    ``set_total(total: int)``, called from a counting thread once the number of inputs is known."""
 
     def start(self, total: int | None) -> None: ...
 
@@ -259,12 +261,27 @@ def _manifest(resolved: ResolvedBuild, editor, **extra) -> dict:
     }
 
 
-def _source_total(source, limit: int | None) -> int | None:
-    try:
-        total = len(source)
-    except TypeError:  # a streaming source without a cheap length
-        return limit
-    return total if limit is None else min(total, limit)
+def count_inputs_in_background(source, limit: int | None, progress: Progress) -> threading.Thread | None:
+    """Count the inputs in a thread and hand the total to ``progress.set_total`` (for an ETA).
+    Shard sources are not counted: that would read every image twice."""
+    if source.kind == "shards" or not hasattr(progress, "set_total"):
+        return None
+
+    def count() -> None:
+        n = 0
+        try:
+            for _ in source:
+                n += 1
+                if limit is not None and n >= limit:
+                    break
+        except (OSError, ValueError) as err:  # the build itself reports problems with the source
+            log.debug("counting the inputs stopped: %s", err)
+            return
+        progress.set_total(n)
+
+    thread = threading.Thread(target=count, name="genaug-count-inputs", daemon=True)
+    thread.start()
+    return thread
 
 
 def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildSummary:
@@ -291,8 +308,9 @@ def _build(resolved: ResolvedBuild, start: float, started_at: str, progress: Pro
     batch1_ms = probe_batch1_ms(editor, resolved.device, resolved.config.seed)
     runfiles.write_manifest(out, _manifest(resolved, editor, status="running", started_at=started_at))
     if progress is not None:
-        progress.start(_source_total(resolved.source, resolved.config.limit))
+        progress.start(resolved.config.limit)
         progress.update(sum(int(s.get("ninputs", 0)) for s in done.values()))
+        count_inputs_in_background(resolved.source, resolved.config.limit, progress)
     pool = make_executor(resolved.config.num_workers)
     runner = _Runner(resolved, editor, pool, progress)
     runner.stats.update(done)

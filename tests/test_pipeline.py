@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 import editors
-from genaug.pipeline import BuildConfig, BuildError, iter_batches, run_build
+from genaug.pipeline import BuildConfig, BuildError, count_inputs_in_background, iter_batches, run_build
 from genaug.preprocess import prepare
 from genaug.report.scores import compute_scores
 from genaug.seeding import sample_seed
-from genaug.sources import SourceItem
+from genaug.sources import SourceItem, open_source
 from imagefactory import make_imagenet_folder, make_wds_shards
 
 SHARD_SIZE = 5
@@ -130,6 +130,9 @@ class _Recorder:
     def update(self, n):
         self.updates.append(n)
 
+    def set_total(self, total):
+        self.counted = total
+
 
 def test_limit_covers_the_first_inputs_only(folder, tmp_path):
     progress = _Recorder()
@@ -144,6 +147,15 @@ def test_limit_covers_the_first_inputs_only(folder, tmp_path):
 def _chw(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W) uint8 tensor."""
     return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
+
+
+def test_progress_gets_the_input_count_for_an_eta(folder, tmp_path):
+    progress = _Recorder()
+    source = open_source(str(folder["train"]))
+    count_inputs_in_background(source, None, progress).join(timeout=60)
+    assert progress.counted == len(folder["files"])
+    count_inputs_in_background(source, 5, progress).join(timeout=60)
+    assert progress.counted == 5
 
 
 def test_input_shards_keep_keys_labels_and_bytes(tmp_path):
