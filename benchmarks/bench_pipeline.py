@@ -58,6 +58,7 @@ def _load_test_editor() -> None:
     spec = importlib.util.spec_from_file_location("genaug_test_editors", EDITORS_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    module.register()
 
 
 class WorkerPeak:

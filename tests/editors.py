@@ -1,7 +1,8 @@
 """A test-only method and preset for pipeline tests: cheap, deterministic, seed-dependent.
 
-``import editors`` (tests/ is on sys.path under pytest) registers method ``test`` with preset
-``test-invert``: the output is the inverted input plus seeded noise, at the input resolution
+``editors.register()`` (tests/ is on sys.path under pytest) adds method ``test`` with preset
+``test-invert`` to the registry and ``editors.unregister()`` removes them (use a module fixture, so
+other test modules never see them): the output is the inverted input plus seeded noise, at the input resolution
 times ``scale``. It obeys the editor contract (a sample's output depends only on its seed, label
 and image), so batch size cannot change the shards. Options:
 
@@ -67,30 +68,37 @@ class InvertNoiseEditor(Editor):
         return {"parameters": 0, "resolution": self.resolution, "amplitude": self.amplitude, "precision": "fp32"}
 
 
-def _register() -> None:
+SPEC = MethodSpec(
+    name=METHOD,
+    description="test-only: inverted image plus seeded noise",
+    default_preset=PRESET,
+    options=(
+        OptionSpec("amplitude", int, 8, "noise amplitude in grey levels"),
+        OptionSpec("delay", float, 0.0, "seconds to sleep per batch", affects_output=False),
+        OptionSpec("fail_label", int, -2, "raise on a batch holding this label", affects_output=False),
+    ),
+)
+PRESETS = (
+    Preset(name=PRESET, method=METHOD, description="test-only editor", files=(), build=InvertNoiseEditor),
+    Preset(name="test-invert-x2", method=METHOD, description="test-only editor, output twice the input size",
+           files=(), build=lambda ctx: InvertNoiseEditor(ctx, resolution=24, scale=2)),
+)
+
+
+def register() -> None:
+    """Add the test method and presets to the registry (idempotent)."""
     if METHOD in {spec.name for spec in REGISTRY.methods()}:
-        return  # already registered by an earlier import
-    REGISTRY.register_method(MethodSpec(
-        name=METHOD,
-        description="test-only: inverted image plus seeded noise",
-        default_preset=PRESET,
-        options=(
-            OptionSpec("amplitude", int, 8, "noise amplitude in grey levels"),
-            OptionSpec("delay", float, 0.0, "seconds to sleep per batch", affects_output=False),
-            OptionSpec("fail_label", int, -2, "raise on a batch holding this label", affects_output=False),
-        ),
-    ))
-    REGISTRY.register_preset(Preset(
-        name=PRESET, method=METHOD, description="test-only editor", files=(),
-        build=InvertNoiseEditor, random_init=True,
-    ))
-    REGISTRY.register_preset(Preset(
-        name="test-invert-x2", method=METHOD, description="test-only editor, output twice the input size",
-        files=(), build=lambda ctx: InvertNoiseEditor(ctx, resolution=24, scale=2), random_init=True,
-    ))
+        return
+    REGISTRY.register_method(SPEC)
+    for preset in PRESETS:
+        REGISTRY.register_preset(preset)
 
 
-_register()
+def unregister() -> None:
+    """Remove them again, so other test modules see only the built-in methods."""
+    for preset in PRESETS:
+        REGISTRY.unregister_preset(preset.name)
+    REGISTRY.unregister_method(METHOD)
 
 
 # ---- helpers shared by the pipeline tests ------------------------------------------------------

@@ -24,6 +24,14 @@ CONTRACT_FIELDS = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _test_editor():
+    """The test-only method exists only while this module's tests run."""
+    editors.register()
+    yield
+    editors.unregister()
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     return make_imagenet_folder(tmp_path_factory.mktemp("imagenet"), n_classes=3, per_class=4)

@@ -26,6 +26,14 @@ TESTS_DIR = Path(__file__).resolve().parent
 SHARD_SIZE = 3
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _test_editor():
+    """The test-only method exists only while this module's tests run."""
+    editors.register()
+    yield
+    editors.unregister()
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     return make_imagenet_folder(tmp_path_factory.mktemp("imagenet"), n_classes=3, per_class=4, odd=False,
@@ -94,7 +102,7 @@ def _build_argv(folder, out, *extra) -> list[str]:
 def test_sigkill_mid_shard_then_rerun_gives_the_uninterrupted_output(folder, baseline, tmp_path):
     out = tmp_path / "killed"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
-    code = "import editors; from cli.main import main; main()"
+    code = "import editors; editors.register(); from cli.main import main; main()"
     argv = _build_argv(folder, out, "--batch-size", "1", "--delay", "0.4", "--quiet")
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
