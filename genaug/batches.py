@@ -109,13 +109,15 @@ def edit_batch(editor, good: list, resolved: ResolvedBuild, shard: "ShardRun") -
     start = time.perf_counter()
     batch = _to_device(images, resolved.device)
     try:
-        result = editor.edit(batch, seeds, labels.to(resolved.device))
-        aug = result.images.to("cpu")  # (B, 3, H, W) uint8; waits for the device
+        with torch.inference_mode():
+            result = editor.edit(batch, seeds, labels.to(resolved.device))
+            aug = result.images.to("cpu")  # (B, 3, H, W) uint8; waits for the device
     except (RuntimeError, ValueError, TypeError, IndexError) as err:
         keys = [d.item.key for d in good]
+        hint = "; try a smaller --batch-size" if isinstance(err, torch.cuda.OutOfMemoryError) else ""
         raise EditorError(
             f"editor {resolved.preset.name!r} failed on a batch of shard {shard.index} "
-            f"(keys {keys[0]}..{keys[-1]}): {type(err).__name__}: {err}"
+            f"(keys {keys[0]}..{keys[-1]}): {type(err).__name__}: {err}{hint}"
         ) from err
     _check_result(result, len(good), resolved.preset.name)
     shard.timings["model"] += time.perf_counter() - start
