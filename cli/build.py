@@ -100,6 +100,19 @@ def _method_options(method: str, values: dict) -> dict:
 
 
 @contextlib.contextmanager
+def _quiet_logs(quiet: bool):
+    """--quiet: only warnings and errors from the library while the build runs."""
+    logger = logging.getLogger("genaug")
+    previous = logger.level
+    if quiet:
+        logger.setLevel(max(previous, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+@contextlib.contextmanager
 def _logs_above_bar(active: bool):
     """Route log records through tqdm while a bar is shown, so lines do not break it."""
     if not active:
@@ -134,7 +147,7 @@ def _logs_above_bar(active: bool):
               help="Weight file or folder overriding the preset's cached files.")
 @click.option("--overwrite", is_flag=True, help="Replace the build already in --out (otherwise it is resumed).")
 @click.option("--scores", default="", metavar="NAMES", help="Per-sample scores stored in each json, e.g. ssim.")
-@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+@click.option("--quiet", is_flag=True, help="No progress bar, no summary, only warnings and errors in the log.")
 def build(method, preset, data, out, batch_size, num_workers, device, precision, limit, seed, shard_size,
           aug_format, quality, weights, overwrite, scores, quiet, **method_values):
     """Write paired real/augmented WebDataset shards for every input image.
@@ -152,7 +165,7 @@ def build(method, preset, data, out, batch_size, num_workers, device, precision,
     )
     progress = TqdmProgress() if not quiet and sys.stderr.isatty() else None
     try:
-        with _logs_above_bar(progress is not None):
+        with _quiet_logs(quiet), _logs_above_bar(progress is not None):
             summary = run_build(config, progress=progress)
     except ConfigError as err:
         raise click.UsageError(str(err)) from err
