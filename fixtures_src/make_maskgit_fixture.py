@@ -34,8 +34,9 @@ from maskgit.configs import maskgit_class_cond_config
 from maskgit.libml import mask_schedule, parallel_decode
 from maskgit.nets import maskgit_transformer, vqgan_tokenizer
 
-FIXTURE_CONFIG = dict(  # genaug MaskGITConfig field names; channels change 32->64->32 both ways
-    image_size=32, filters=32, num_res_blocks=1, channel_multipliers=[1, 2, 1], embedding_dim=16,
+FIXTURE_CONFIG = dict(  # genaug MaskGITConfig field names; channels change 32->64->32 both ways;
+    # 2 res-blocks per level (as the ImageNet model) so the numbering of several blocks per level is checked
+    image_size=32, filters=32, num_res_blocks=2, channel_multipliers=[1, 2, 1], embedding_dim=16,
     codebook_size=32, num_layers=2, hidden_size=32, num_heads=2, intermediate_size=64, num_classes=10,
 )
 BATCH = 2
