@@ -1,9 +1,11 @@
 """Decode one input image and turn it into the model input (runs in decode workers).
 
-``prepare(data, resolution)`` opens the bytes with PIL by content (never by file name), forces a
-full decode so truncated files are caught, applies the EXIF orientation, converts any mode to RGB,
-and resizes the central square to ``resolution`` x ``resolution`` (bicubic, antialiased). It returns
-the model input, the bytes to store as ``real.jpg`` and the metadata that locates the crop.
+``prepare(data, resolution, resample)`` opens the bytes with PIL by content (never by file name),
+forces a full decode so truncated files are caught, applies the EXIF orientation, converts any mode
+to RGB, and resizes the central square to ``resolution`` x ``resolution`` with Pillow's antialiased
+``resample`` filter (bicubic by default; an editor may ask for bilinear through its
+``input_resample``, as IC-GAN's official preprocessing does). It returns the model input, the bytes
+to store as ``real.jpg`` and the metadata that locates the crop (and names the filter).
 
 Rules (also in docs/inputs-and-inspect.md):
 
@@ -36,6 +38,8 @@ WHITE = (255, 255, 255)
 _HIGH_DEPTH_MAX = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
 # exceptions PIL raises while decoding damaged data
 _DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError)
+RESAMPLE_FILTERS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}  # resample names
+DEFAULT_RESAMPLE = "bicubic"
 
 
 class BadInput(ValueError):
@@ -46,13 +50,22 @@ class BadInput(ValueError):
 class Prepared:
     image: np.ndarray  # (R, R, 3) uint8 RGB model input
     real_bytes: bytes  # payload of real.jpg
-    meta: dict  # orig_size, orig_mode, orig_format, exif_transposed, crop_box, resolution
+    meta: dict  # orig_size, orig_mode, orig_format, exif_transposed, crop_box, resolution, resample
 
 
-def prepare(data: bytes, resolution: int) -> Prepared:
-    """Decode `data` and return the centre-cropped, resized RGB model input; raise BadInput."""
+def check_resample(resample: str) -> str:
+    """`resample` if it names a filter of RESAMPLE_FILTERS, else ValueError naming the choices."""
+    if resample not in RESAMPLE_FILTERS:
+        raise ValueError(f"resample={resample!r}: choose one of {sorted(RESAMPLE_FILTERS)}")
+    return resample
+
+
+def prepare(data: bytes, resolution: int, resample: str = DEFAULT_RESAMPLE) -> Prepared:
+    """Decode `data` and return the centre-cropped RGB model input resized with the `resample`
+    filter ("bicubic" | "bilinear", antialiased); raise BadInput for an unusable input."""
     if not isinstance(resolution, int) or resolution < 1:
         raise ValueError(f"resolution={resolution!r}: must be a positive int (the model input side)")
+    check_resample(resample)
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True (set by another library); "
                            "genaug needs it False to detect truncated inputs")
@@ -63,7 +76,7 @@ def prepare(data: bytes, resolution: int) -> Prepared:
     rgb = to_rgb(upright)
     width, height = rgb.size
     box = centre_square(width, height)
-    model_input = rgb.resize((resolution, resolution), Image.Resampling.BICUBIC, box=box)
+    model_input = rgb.resize((resolution, resolution), RESAMPLE_FILTERS[resample], box=box)
     if orig_format == "JPEG" and orig_mode == "RGB":
         real_bytes = bytes(data)
     else:
@@ -75,6 +88,7 @@ def prepare(data: bytes, resolution: int) -> Prepared:
         "exif_transposed": orientation != 1,
         "crop_box": list(box),
         "resolution": resolution,
+        "resample": resample,
     }
     return Prepared(image=np.asarray(model_input, dtype=np.uint8).copy(), real_bytes=real_bytes, meta=meta)
 

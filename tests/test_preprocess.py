@@ -83,7 +83,24 @@ def test_plain_rgb_jpeg_keeps_original_bytes():
     out = prepare(data, 32)
     assert out.real_bytes == data
     assert out.meta == {"orig_size": [50, 60], "orig_mode": "RGB", "orig_format": "JPEG",
-                        "exif_transposed": False, "crop_box": [0, 5, 50, 55], "resolution": 32}
+                        "exif_transposed": False, "crop_box": [0, 5, 50, 55], "resolution": 32,
+                        "resample": "bicubic"}
+
+
+def test_resample_filter_is_honoured_and_recorded():
+    data = jpeg_bytes(97, 71, seed=3)
+    bicubic, bilinear = prepare(data, 24), prepare(data, 24, resample="bilinear")
+    assert (bicubic.meta["resample"], bilinear.meta["resample"]) == ("bicubic", "bilinear")
+    assert not np.array_equal(bicubic.image, bilinear.image)
+    rgb = Image.open(io.BytesIO(data)).convert("RGB")
+    box = tuple(bilinear.meta["crop_box"])
+    assert np.array_equal(bilinear.image, np.asarray(rgb.resize((24, 24), Image.BILINEAR, box=box)))
+    assert np.array_equal(bicubic.image, np.asarray(rgb.resize((24, 24), Image.BICUBIC, box=box)))
+
+
+def test_unknown_resample_filter_is_refused():
+    with pytest.raises(ValueError, match="resample='nearest'.*bicubic"):
+        prepare(jpeg_bytes(40, 40, seed=1), 24, resample="nearest")
 
 
 def test_alpha_is_composited_on_white():
