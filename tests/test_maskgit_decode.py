@@ -104,6 +104,38 @@ def test_bf16_autocast_runs_with_fp32_sampling(model):
     assert torch.equal(out[:, -1][seq != -1], seq[seq != -1]) and (out[:, -1] >= 0).all()
 
 
+def test_output_head_runs_in_fp32_under_bf16_autocast(model):
+    """The tied-embedding projection + bias gives float32 logits computed from float32 operands, so
+    log p and the sampled tokens are not rounded to bf16; the layers before it still run in bf16."""
+    seq = _ring_seq(model, 2, seed=3)
+    seen = {}
+
+    def keep(name):
+        def hook(_module, _args, output):
+            seen[name] = output
+        return hook
+
+    handles = [model.transformer.mlm_ln.register_forward_hook(keep("h")),
+               model.transformer.mlm_dense.register_forward_hook(keep("dense"))]
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model.logits(seq)
+            codebook = model.codebook_logits(seq)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert logits.dtype == torch.float32 and codebook.dtype == torch.float32
+    assert seen["dense"].dtype == torch.bfloat16  # autocast is active in the body
+    t = model.transformer
+    with torch.no_grad():  # the head by hand, all in fp32, from the hidden state the model produced
+        expected = seen["h"].float() @ t.tok_emb.weight.float().T + t.mlm_bias.float()
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(codebook, expected[..., : model.config.codebook_size], atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # bf16 rounding of the same projection is visibly coarser
+        rounded = (seen["h"].bfloat16() @ t.tok_emb.weight.bfloat16().T).float() + t.mlm_bias
+    assert (rounded - expected).abs().max() > (logits - expected).abs().max()
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(num_iter=0), "num_iter=0"),
     (dict(num_iter=4, start_iter=4), "start_iter=4"),

@@ -1,7 +1,7 @@
 """Bidirectional BERT-style transformer of MaskGIT, equal to the official Flax `maskgit_transformer`.
 
 Post-LayerNorm layers, tanh-GELU MLP, and an MLM head whose output projection is the
-token embedding matrix (tied) plus its own bias.
+token embedding matrix (tied) plus its own bias; that projection always runs in float32.
 """
 
 from __future__ import annotations
@@ -67,4 +67,13 @@ class BidirectionalTransformer(nn.Module):
             x = layer(x)
         h = self.mlm_ln(F.gelu(self.mlm_dense(x), approximate="tanh"))  # (B, L, C)
         n = self.vocab_size if num_outputs is None else num_outputs
-        return F.linear(h, self.tok_emb.weight[:n]) + self.mlm_bias[:n]  # tied output weights
+        return self.output_logits(h, n)
+
+    def output_logits(self, h: torch.Tensor, n: int) -> torch.Tensor:
+        """MLM output projection, always in float32: (B, L, C) -> (B, L, n) float32 logits.
+
+        The weights are the token embedding (tied) plus the head's own bias. Autocast is off here and
+        the inputs are cast to float32, because bf16 logits would round log p and move the sampled
+        and re-masked tokens; the projection is a small part of the transformer's cost."""
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            return F.linear(h.float(), self.tok_emb.weight[:n].float()) + self.mlm_bias[:n].float()
