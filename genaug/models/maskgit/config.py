@@ -80,10 +80,11 @@ class MaskGITConfig:
         """Small random-init model for tests and the `maskgit-tiny` preset.
 
         Keeps the 16x16 token grid and 1000 classes; its res-blocks change channels
-        upwards (32->64) and downwards (64->32) in both encoder and decoder.
+        upwards (32->64) and downwards (64->32) in both encoder and decoder, and there are
+        2 of them per level, as in the ImageNet model.
         """
         return cls(
-            image_size=64, filters=32, num_res_blocks=1, channel_multipliers=(1, 2, 1),
+            image_size=64, filters=32, num_res_blocks=2, channel_multipliers=(1, 2, 1),
             embedding_dim=32, codebook_size=128, num_layers=2, hidden_size=64, num_heads=4,
             intermediate_size=128, num_classes=1000,
         )
