@@ -52,12 +52,81 @@ def dtype_name(dtype: torch.dtype | None) -> str:
 
 @contextlib.contextmanager
 def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
-    """bf16 autocast on `device` when dtype is set, else plain fp32."""
-    if dtype is None:
-        yield
-    else:
-        with torch.autocast(device_type=device.type, dtype=dtype):
+    """One model stage: bf16 autocast on `device` when dtype is set, else plain fp32; either way every
+    float32 convolution and matmul in it is IEEE float32 (no TF32, see exact_fp32)."""
+    with exact_fp32():
+        if dtype is None:
             yield
+        else:
+            with torch.autocast(device_type=device.type, dtype=dtype):
+                yield
+
+
+@contextlib.contextmanager
+def exact_fp32() -> Iterator[None]:
+    """Run float32 convolutions and matmuls in IEEE float32 inside; restore the caller's settings after.
+
+    PyTorch lets cuDNN use TF32 for float32 convolutions by default (`torch.backends.cudnn.allow_tf32`
+    is True), and `torch.set_float32_matmul_precision("high"/"medium")` does the same for matmuls, so
+    "fp32" on an Ampere+ GPU is otherwise not float32 and can flip VQ token ids. The settings are
+    changed through the API family in which the caller's state reads consistently: the legacy flags
+    normally, the `fp32_precision` properties when the caller has mixed the two and the legacy getters
+    refuse to answer. The settings are process-global: other threads running torch ops meanwhile see
+    them too. Costs nothing on the CPU (the flags only steer cuDNN/cuBLAS and oneDNN matmuls)."""
+    legacy = None
+    if not _backend_wide_fp32_precision():
+        try:
+            legacy = (torch.get_float32_matmul_precision(), bool(torch.backends.cudnn.allow_tf32))
+        except RuntimeError:  # "mix of the legacy and new APIs": the caller uses fp32_precision
+            legacy = None
+    with (_exact_fp32_new_api() if legacy is None else _exact_fp32_legacy(*legacy)):
+        yield
+
+
+def _backend_wide_fp32_precision() -> bool:
+    """True when the caller set a backend-wide `fp32_precision` (torch >= 2.9), which the legacy
+    per-library flags do not override."""
+    b = torch.backends
+    values = [getattr(b, "fp32_precision", "none"), getattr(b.cudnn, "fp32_precision", "none"),
+              getattr(b.mkldnn, "fp32_precision", "none")]
+    return any(v != "none" for v in values)
+
+
+@contextlib.contextmanager
+def _exact_fp32_legacy(matmul_precision: str, cudnn_tf32: bool) -> Iterator[None]:
+    """Through torch.set_float32_matmul_precision and torch.backends.cudnn.allow_tf32; flags that
+    are already exact are left untouched, so nothing changes in the default state but cuDNN's."""
+    try:
+        if matmul_precision != "highest":
+            torch.set_float32_matmul_precision("highest")
+        if cudnn_tf32:
+            torch.backends.cudnn.allow_tf32 = False
+        yield
+    finally:
+        if cudnn_tf32:
+            torch.backends.cudnn.allow_tf32 = True
+        if matmul_precision != "highest":
+            torch.set_float32_matmul_precision(matmul_precision)
+
+
+def _fp32_precision_ops() -> list:
+    """The per-backend float32 precision settings of the fp32_precision API (torch >= 2.9)."""
+    b = torch.backends
+    return [b.cuda.matmul, b.cudnn.conv, b.cudnn.rnn, b.mkldnn.matmul, b.mkldnn.conv]
+
+
+@contextlib.contextmanager
+def _exact_fp32_new_api() -> Iterator[None]:
+    """Through the fp32_precision properties: each op 'ieee' inside, its own string restored after."""
+    ops = _fp32_precision_ops()
+    saved = [op.fp32_precision for op in ops]
+    try:
+        for op in ops:
+            op.fp32_precision = "ieee"
+        yield
+    finally:
+        for op, value in zip(ops, saved):
+            op.fp32_precision = value
 
 
 def stream_generators(seeds: Sequence[int], stream: str, device: torch.device | str) -> list[torch.Generator]:
