@@ -8,7 +8,11 @@
 * a directory that holds no images itself and whose every subfolder directly holds images:
   ImageNet-style class folders (label = index of the folder name in sorted order);
 * any other directory: all images below it, recursively, unlabelled;
-* any other file: a text/CSV list of ``path[,label]`` lines.
+* any other file: a text/CSV list of ``path[,label]`` lines (genaug.filelist).
+
+Each item also carries ``class_index``, its ImageNet-1k class index (what class-conditional editors
+are given): the index of the folder's wnid among the 1000 ImageNet-1k wnids for class folders, the
+numeric label itself for file lists and shards, None when unknown or outside 0..999.
 
 Iteration streams: directories are listed one at a time (os.scandir, sorted by name), list files
 and tars are read line by line / member by member, so memory does not grow with the dataset size.
@@ -16,7 +20,6 @@ and tars are read line by line / member by member, so memory does not grow with 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import os
@@ -29,6 +32,7 @@ from typing import IO, Iterator, Sequence
 
 import braceexpand
 
+from genaug.imagenet import as_imagenet1k_index, imagenet1k_index
 from genaug.preprocess import BadInput
 
 log = logging.getLogger(__name__)
@@ -42,7 +46,6 @@ SLUG_MAX = 60  # characters of the path kept in a slug key (its tail)
 CLEAN_KEY = re.compile(r"[A-Za-z0-9_-]{1,80}")
 WNID_KEY = re.compile(r"(n\d{8})_[A-Za-z0-9_-]+")
 LABEL = re.compile(r"\d+")  # a label in a list file or a cls field: a non-negative integer
-HEADER_NAMES = frozenset({"path", "file", "filename", "filepath", "image", "img"})
 ENV_DATA = "GENAUG_DATA"
 
 
@@ -58,6 +61,7 @@ class SourceItem:
     label: int | None  # class index, None when the source is unlabelled
     wnid: str | None  # class folder name (ImageNet synset id) when known
     data: bytes | None  # bytes already in hand (shard sources); None -> read `source` in a worker
+    class_index: int | None = None  # ImageNet-1k class index (0..999) when known (see module doc)
 
 
 def slug_key(text: str, hashed: str | None = None) -> str:
@@ -72,7 +76,7 @@ def slug_key(text: str, hashed: str | None = None) -> str:
 def path_key(relpath: str) -> str:
     """Key of a file at `relpath` (posix, relative to the source root): slug of the path without
     its suffix, plus a hash of the full relative path (suffix included)."""
-    return slug_key(_strip_suffix(relpath), hashed=relpath)
+    return slug_key(strip_suffix(relpath), hashed=relpath)
 
 
 def is_image_name(name: str) -> bool:
@@ -111,9 +115,14 @@ class Source:
     def _records(self) -> Iterator[tuple[str, str, int | None, str | None, bytes | None]]:
         raise NotImplementedError
 
+    def class_index(self, label: int | None, wnid: str | None) -> int | None:
+        """ImageNet-1k class index of an item: by default its numeric label taken as one (0..999)."""
+        return as_imagenet1k_index(label)
+
     def __iter__(self) -> Iterator[SourceItem]:
         for index, (key, source, label, wnid, data) in enumerate(self._records()):
-            yield SourceItem(index=index, key=key, source=source, label=label, wnid=wnid, data=data)
+            yield SourceItem(index=index, key=key, source=source, label=label, wnid=wnid, data=data,
+                             class_index=self.class_index(label, wnid))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.description}>"
@@ -137,7 +146,8 @@ class ImageFolderSource(Source):
 
 
 class ImageNetFolderSource(Source):
-    """root/<class>/<file>: label = position of <class> among the sorted class folder names.
+    """root/<class>/<file>: label = position of <class> among the sorted class folder names;
+    class_index = ImageNet-1k index of the folder name (a wnid), None when it is not one.
 
     Key: the file stem when it follows the ImageNet naming '<wnid>_<id>' (key-safe, unique in its
     folder), e.g. n01440764_10026; otherwise path_key(<class>/<relative path>)."""
@@ -149,6 +159,13 @@ class ImageNetFolderSource(Source):
         self.root = str(root)
         self.classes = classes
         self.description = f"ImageNet-style class folders {root} ({len(classes)} classes)"
+
+    def class_index(self, label: int | None, wnid: str | None) -> int | None:
+        return imagenet1k_index(wnid)
+
+    def non_imagenet_classes(self) -> list[str]:
+        """Class folder names that are not ImageNet-1k wnids (their items have no class_index)."""
+        return [name for name in self.classes if imagenet1k_index(name) is None]
 
     def _records(self):
         for label, wnid in enumerate(self.classes):
@@ -185,76 +202,9 @@ def imagenet_classes(root: Path) -> list[str] | None:
     return classes or None
 
 
-class FileListSource(Source):
-    """A text/CSV list of `path[,label]` lines (see parse_list); validated fully at construction.
-
-    Key: path_key of the path as written, hashed together with its line number (so a path listed
-    twice still gets two distinct keys)."""
-
-    kind = "file-list"
-
-    def __init__(self, list_path: Path):
-        self.list_path = list_path
-        self.base = list_path.parent
-        self.labelled = False
-        count = 0
-        for count, (_, _, label) in enumerate(self._lines(), start=1):
-            if count == 1:
-                self.labelled = label is not None
-            elif (label is not None) != self.labelled:
-                raise SourceError(f"--data {list_path}: some lines have a label and some do not; "
-                                  "give every line a label or none")
-        if count == 0:
-            raise SourceError(f"--data {list_path}: the file list has no entries")
-        self.description = f"file list {list_path} ({count} entries, {'labelled' if self.labelled else 'unlabelled'})"
-
-    def _lines(self) -> Iterator[tuple[int, str, int | None]]:
-        delimiter = "\t" if self.list_path.suffix.lower() == ".tsv" else ","
-        try:
-            with open(self.list_path, newline="", encoding="utf-8") as handle:
-                yield from parse_list(handle, delimiter, str(self.list_path))
-        except UnicodeDecodeError as err:
-            raise SourceError(f"--data {self.list_path}: not a UTF-8 text file list ({err.reason}); "
-                              "give a folder, shards, or a text list of path[,label] lines") from err
-
-    def _records(self):
-        for lineno, path, label in self._lines():
-            full = path if os.path.isabs(path) else os.path.join(self.base, path)
-            yield slug_key(_strip_suffix(path), hashed=f"{lineno}:{path}"), full, label, None, None
-
-
-def _strip_suffix(path: str) -> str:
+def strip_suffix(path: str) -> str:
     head, _, name = path.rpartition("/")
     return f"{head}/{name.rsplit('.', 1)[0]}" if "." in name else path
-
-
-def parse_list(handle: IO[str], delimiter: str, name: str) -> Iterator[tuple[int, str, int | None]]:
-    """(line number, path, label) per entry. Blank lines and lines starting with '#' are skipped; the
-    first entry is a header (skipped) when _is_header says so. Raise SourceError naming the line for anything else malformed."""
-    first = True
-    for lineno, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1):
-        fields = [f.strip() for f in row]
-        if not fields or not any(fields) or fields[0].startswith("#"):
-            continue
-        if first:
-            first = False
-            if _is_header(fields):
-                continue
-        if len(fields) > 2 or not fields[0]:
-            raise SourceError(f"{name}, line {lineno}: expected 'path' or 'path,label', got {row!r}")
-        label = None
-        if len(fields) == 2:
-            if not LABEL.fullmatch(fields[1]):
-                raise SourceError(f"{name}, line {lineno}: label {fields[1]!r} is not a non-negative integer")
-            label = int(fields[1])
-        yield lineno, fields[0], label
-
-
-def _is_header(fields: list[str]) -> bool:
-    """'path' alone, or two fields whose first has no image suffix and whose second is no integer."""
-    if len(fields) == 1:
-        return fields[0].lower() in HEADER_NAMES
-    return len(fields) == 2 and not is_image_name(fields[0]) and not LABEL.fullmatch(fields[1])
 
 
 class ShardSource(Source):
@@ -384,6 +334,8 @@ def open_source(data: str | Sequence[str] | None, kind: str | None = None) -> So
         return ImageNetFolderSource(path, classes) if classes else ImageFolderSource(path)
     if is_image_name(path.name):
         raise SourceError(f"--data {data}: is a single image; give the folder holding it, or a list file")
+    from genaug.filelist import FileListSource  # here: genaug.filelist imports this module
+
     return FileListSource(path)
 
 
