@@ -14,6 +14,8 @@ import torch
 
 from genaug import __version__
 from genaug.config import ResolvedBuild
+from genaug.imagenet import NUM_CLASSES
+from genaug.preprocess import DEFAULT_RESAMPLE, check_resample
 from genaug.seeding import sample_seed
 from genaug.shards import ShardWriter
 
@@ -70,6 +72,46 @@ def run_info(resolved: ResolvedBuild) -> dict:
     }
 
 
+def class_problem(item, label_options, num_classes: int) -> str | None:
+    """Why `item` cannot be edited when options in `label_options` (e.g. class_token) condition on its
+    ImageNet-1k class, or None when it can (or no option needs the class). `num_classes`: the editor's."""
+    if not label_options:
+        return None
+    needs = " and ".join("--" + name.replace("_", "-") + " label" for name in label_options)
+    index = item.class_index
+    if index is not None and index < num_classes:
+        return None
+    if item.label is None:
+        return f"no label, which {needs} needs"
+    if index is None and 0 <= item.label < NUM_CLASSES:  # a class folder named by no ImageNet-1k wnid
+        return f"class folder {item.wnid!r} is not an ImageNet-1k wnid, which {needs} needs"
+    if index is None:
+        return (f"label {item.label} is not an ImageNet-1k class index (0..{NUM_CLASSES - 1}), which {needs} "
+                f"needs (labels of file lists and shards are taken as ImageNet-1k indices)")
+    return f"class index {index} is outside the model's classes (0..{num_classes - 1}), which {needs} needs"
+
+
+def editor_resample(editor, preset: str) -> str:
+    """The resize filter the editor wants for its input (`input_resample`, default bicubic);
+    EditorError when it names no known filter."""
+    resample = getattr(editor, "input_resample", DEFAULT_RESAMPLE)
+    try:
+        return check_resample(resample)
+    except ValueError as err:
+        raise EditorError(f"editor {preset!r} broke the contract: input_resample {err}") from err
+
+
+def editor_num_classes(editor) -> int:
+    """Classes a class-conditional editor accepts (its `num_classes`, at most ImageNet-1k's 1000)."""
+    return min(NUM_CLASSES, int(getattr(editor, "num_classes", NUM_CLASSES)))
+
+
+def editor_labels(items) -> torch.Tensor:
+    """The editor's `labels`: each item's ImageNet-1k class index, -1 where unknown (int64, CPU)."""
+    return torch.tensor([-1 if item.class_index is None else int(item.class_index) for item in items],
+                        dtype=torch.int64)
+
+
 def _to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
     batch = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # (B, 3, R, R) uint8
     if device.type == "cuda":
@@ -105,7 +147,7 @@ def edit_batch(editor, good: list, resolved: ResolvedBuild, shard: "ShardRun") -
     config = resolved.config
     images = np.stack([d.prepared.image for d in good])  # (B, R, R, 3) uint8
     seeds = [sample_seed(config.seed, d.item.key) for d in good]
-    labels = torch.tensor([-1 if d.item.label is None else int(d.item.label) for d in good], dtype=torch.int64)
+    labels = editor_labels([d.item for d in good])
     start = time.perf_counter()
     batch = _to_device(images, resolved.device)
     try:
@@ -141,6 +183,7 @@ def sample_json(sample: Sample, info: dict) -> dict:
         "source": item.source,
         "label": item.label,
         "wnid": item.wnid,
+        "class_index": item.class_index,
         **{k: meta[k] for k in sorted(meta)},
         "method": info["method"],
         "preset": info["preset"],

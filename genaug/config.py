@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 AUG_FORMATS = ("jpg", "png", "webp")
 PRECISIONS = ("auto", "fp32", "bf16")
-FINGERPRINT_VERSION = 1  # bump when the shard content for the same settings changes
+FINGERPRINT_VERSION = 2  # bump when the shard content for the same settings changes
 
 
 class ConfigError(ValueError):
@@ -70,6 +70,7 @@ class ResolvedBuild:
     weights_sha256: dict  # file name -> sha256
     fingerprint_inputs: dict  # the output-affecting settings
     fingerprint: str  # sha256 of fingerprint_inputs
+    label_options: tuple[str, ...] = ()  # options set to "label": samples without a usable class are skipped
 
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
@@ -143,17 +144,54 @@ def check_out_dir(out: Path) -> Path:
     return out.resolve()
 
 
-def check_label_options(method: MethodSpec, options: Mapping[str, Any], source: Any) -> None:
-    """An option set to "label" (e.g. a class-token strategy) needs a labelled source."""
-    if getattr(source, "labelled", False):
-        return
-    for opt in method.options:
-        if isinstance(options.get(opt.name), str) and options[opt.name] == "label":
-            flag = "--" + opt.name.replace("_", "-")
+LABEL_VALUE = "label"  # an option with this value asks for each sample's class (e.g. --class-token label)
+ALTERNATIVES = (("random", "random"), ("fixed:0", "fixed:N"))  # values probed to suggest instead of "label"
+
+
+def label_options(method: MethodSpec, options: Mapping[str, Any]) -> list[str]:
+    """Names of the options set to "label": they need every sample's ImageNet-1k class index."""
+    return [opt.name for opt in method.options if options.get(opt.name) == LABEL_VALUE]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _instead(method: MethodSpec, given: Mapping[str, Any], name: str) -> str:
+    """'add --class-token random (or --class-token fixed:N)': the values the method accepts instead."""
+    flag, valid = _flag(name), []
+    for probe, shown in ALTERNATIVES:
+        try:
+            method.validate_options({**given, name: probe})
+        except ValueError:
+            continue
+        valid.append(f"{flag} {shown}")
+    if not valid:
+        option = next(o for o in method.options if o.name == name)
+        return f"choose another {flag} ({option.help})"
+    return f"add {valid[0]}" + (f" (or {', '.join(valid[1:])})" if len(valid) > 1 else "")
+
+
+def check_label_options(method: MethodSpec, options: Mapping[str, Any], source: Any,
+                        given: Mapping[str, Any] | None = None) -> None:
+    """An option set to "label" (e.g. a class-token strategy) needs a labelled source, and class
+    folders named by ImageNet-1k wnids (the class handed to the editor is the ImageNet-1k index).
+    `given`: the user's options as passed to validate_options (None: `options`)."""
+    given = options if given is None else given
+    for name in label_options(method, options):
+        flag, instead = _flag(name), _instead(method, given, name)
+        description = getattr(source, "description", source)
+        if not getattr(source, "labelled", False):
             raise ConfigError(
-                f"{flag} label: the data ({getattr(source, 'description', source)}) has no labels; use "
-                f"ImageNet-style class folders, a path,label list or shards with cls, or choose another "
-                f"{flag} ({opt.help})"
+                f"{flag} label: the data ({description}) has no labels; {instead}, or give labelled data "
+                f"(ImageNet-style class folders, a path,label list, or shards with cls)"
+            )
+        unknown = source.non_imagenet_classes() if hasattr(source, "non_imagenet_classes") else []
+        if unknown:
+            raise ConfigError(
+                f"{flag} label: class folder {unknown[0]!r} of {description} is not an ImageNet-1k wnid "
+                f"({len(unknown)} such folder(s)), so its images have no ImageNet-1k class to condition on; "
+                f"{instead}, or rename the folders to ImageNet-1k wnids (e.g. n01440764)"
             )
 
 
@@ -233,7 +271,7 @@ def resolve(config: BuildConfig) -> ResolvedBuild:
     config = dataclasses.replace(config, preset=preset.name, scores=check_scores(config.scores))
     device = resolve_device(config.device)
     source = _resolve_data(config.data)
-    check_label_options(method, options, source)
+    check_label_options(method, options, source, config.options)
     out = check_out_dir(config.out)
     config = dataclasses.replace(config, out=out)
     weights, sha = _resolve_weights(preset, config.weights)
@@ -241,6 +279,7 @@ def resolve(config: BuildConfig) -> ResolvedBuild:
     return ResolvedBuild(
         config=config, method=method, preset=preset, options=options, device=device, source=source,
         weights=weights, weights_sha256=sha, fingerprint_inputs=inputs, fingerprint=fingerprint_of(inputs),
+        label_options=tuple(label_options(method, options)),
     )
 
 

@@ -23,7 +23,10 @@ import numpy as np
 import torch
 
 from genaug import runfiles
-from genaug.batches import EditorError, ShardRun, device_name, edit_batch, make_members, run_info
+from genaug.batches import (
+    EditorError, ShardRun, class_problem, device_name, edit_batch, editor_num_classes, editor_resample, make_members,
+    run_info,
+)
 from genaug.config import BuildConfig, ConfigError, ResolvedBuild, resolve, versions
 from genaug.registry import EditorContext
 from genaug.workers import decode_batch, encode_batch, make_executor
@@ -135,6 +138,8 @@ class _Runner:
         self.pool = pool
         self.progress = progress
         self.info = run_info(resolved)
+        self.resample = editor_resample(editor, resolved.preset.name)  # filter of the decode workers' resize
+        self.num_classes = editor_num_classes(editor)
         workers = max(1, self.config.num_workers)
         self.decode_window = 2 * workers + 1  # decoded batches in flight
         self.encode_window = workers + 1  # model outputs waiting for encode
@@ -155,7 +160,7 @@ class _Runner:
                     return
                 future = None
                 if isinstance(event, _Batch):
-                    future = self.pool.submit(decode_batch, event.items, self.editor.resolution)
+                    future = self.pool.submit(decode_batch, event.items, self.editor.resolution, self.resample)
                     in_flight += 1
                 queue.append((event, future))
 
@@ -178,6 +183,7 @@ class _Runner:
 
     def _edit(self, shard: ShardRun, decoded: list) -> None:
         shard.inputs += len(decoded)
+        decoded = [self._check_class(d) for d in decoded]
         for bad in (d for d in decoded if d.prepared is None):
             shard.add_error(bad)
         good = [d for d in decoded if d.prepared is not None]
@@ -191,6 +197,13 @@ class _Runner:
         self.pending.append((shard, edited, future, len(decoded)))
         while len(self.pending) > self.encode_window:
             self._write_next()
+
+    def _check_class(self, decoded):
+        """`decoded`, or a skipped copy of it when its class cannot condition the editor."""
+        if decoded.prepared is None:
+            return decoded
+        reason = class_problem(decoded.item, self.resolved.label_options, self.num_classes)
+        return decoded if reason is None else dataclasses.replace(decoded, prepared=None, reason=reason)
 
     def _write_next(self) -> None:
         shard, edited, future, ninputs = self.pending.popleft()
@@ -301,6 +314,10 @@ def _build(resolved: ResolvedBuild, start: float, started_at: str, progress: Pro
         editor = build_editor(resolved)
     except ValueError as err:  # editors check their option values against the model
         raise ConfigError(f"{resolved.preset.name}: {err}") from err
+    try:
+        editor_resample(editor, resolved.preset.name)  # before anything in --out changes
+    except EditorError as err:
+        raise BuildError(str(err)) from err
     out = resolved.config.out
     done = runfiles.prepare_out(resolved)
     if done:

@@ -40,8 +40,9 @@ def init_worker() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def decode_batch(items: Sequence[Any], resolution: int) -> tuple[list[Decoded], float]:
-    """Read and preprocess each item; bad inputs become a Decoded with a reason. Returns seconds spent."""
+def decode_batch(items: Sequence[Any], resolution: int, resample: str = "bicubic") -> tuple[list[Decoded], float]:
+    """Read and preprocess each item (resized with the `resample` filter, see preprocess.prepare); bad
+    inputs become a Decoded with a reason. Returns seconds spent."""
     from genaug.preprocess import BadInput, prepare
     from genaug.sources import read_item_bytes
 
@@ -49,7 +50,7 @@ def decode_batch(items: Sequence[Any], resolution: int) -> tuple[list[Decoded], 
     out = []
     for item in items:
         try:
-            prepared = prepare(read_item_bytes(item), resolution)
+            prepared = prepare(read_item_bytes(item), resolution, resample)
         except BadInput as err:
             out.append(Decoded(dataclasses.replace(item, data=None), reason=str(err) or type(err).__name__))
             continue

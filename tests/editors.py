@@ -10,7 +10,13 @@ and image), so batch size cannot change the shards. Options:
 * ``delay`` (float, not output-affecting): seconds to sleep per batch, to make a build slow
   enough to kill mid-run;
 * ``fail_label`` (int, not output-affecting): raise on a batch holding that label (-2: never), to
-  test the abort path after some shards are complete.
+  test the abort path after some shards are complete;
+* ``class_source`` (str, default ``none``): ``label`` asks for each sample's ImageNet-1k class the way
+  the mask method's option does (the build refuses unlabelled data, skips unusable classes);
+* ``input_resample`` (``bicubic`` | ``bilinear`` | ``nearest``): becomes the editor's ``input_resample``
+  (``nearest`` breaks the contract, to test that the build refuses it).
+
+The ``labels`` the editor receives are recorded in each sample's edit parameters as ``label_seen``.
 
 Also ``test-invert-x2`` (24 px in, 48 px out) and two helpers for the pipeline tests:
 ``read_samples(out)`` and ``output_bytes(out)``.
@@ -47,6 +53,7 @@ class InvertNoiseEditor(Editor):
         self.amplitude = int(ctx.options["amplitude"])
         self.delay = float(ctx.options["delay"])
         self.fail_label = int(ctx.options["fail_label"])
+        self.input_resample = ctx.options["input_resample"]
 
     def edit(self, images: torch.Tensor, seeds: Sequence[int], labels: torch.Tensor) -> EditResult:
         if self.fail_label in labels.tolist():
@@ -76,6 +83,8 @@ SPEC = MethodSpec(
         OptionSpec("amplitude", int, 8, "noise amplitude in grey levels"),
         OptionSpec("delay", float, 0.0, "seconds to sleep per batch", affects_output=False),
         OptionSpec("fail_label", int, -2, "raise on a batch holding this label", affects_output=False),
+        OptionSpec("class_source", str, "none", "label: condition on each sample's ImageNet-1k class"),
+        OptionSpec("input_resample", ("bicubic", "bilinear", "nearest"), "bicubic", "filter of the input resize"),
     ),
 )
 PRESETS = (
