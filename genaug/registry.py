@@ -68,6 +68,10 @@ class Editor(abc.ABC):
     method: str
     preset: str
     resolution: int  # side length of the square input the pipeline must provide
+    # The PIL resample filter the pipeline must use to make the model input (centre square crop ->
+    # resolution x resolution, antialiased): "bicubic" | "bilinear", the filter of the official
+    # model's own preprocessing (IC-GAN: bilinear; MaskGIT: bicubic).
+    input_resample: str = "bicubic"
 
     @abc.abstractmethod
     def edit(self, images: torch.Tensor, seeds: Sequence[int], labels: torch.Tensor) -> EditResult:

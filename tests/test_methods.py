@@ -91,6 +91,19 @@ def test_describe(tiny):
     assert d["precision"] == "fp32"
 
 
+def test_input_resample_is_the_official_preprocessing_filter():
+    """IC-GAN's official inference resizes the crop with PIL bilinear; MaskGIT's demo with bicubic;
+    an editor that does not say gets the contract's default."""
+    from genaug.registry import Editor
+
+    assert Editor.input_resample == "bicubic"
+    assert _editor("icgan-tiny").input_resample == "bilinear"
+    assert _editor("maskgit-tiny").input_resample == "bicubic"
+    for preset in TINY:
+        editor = _editor(preset)
+        assert editor.describe()["input_resample"] == editor.input_resample
+
+
 def test_edit_rejects_bad_inputs(tiny):
     images = _images(tiny)
     with pytest.raises(ValueError, match="uint8"):

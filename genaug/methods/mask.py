@@ -136,6 +136,8 @@ class MaskEditor(Editor):
     """Batched GenCL mask edit with a MaskGIT model; per-sample seeded, batch-size independent."""
 
     method = "mask"
+    # the official MaskGIT demo loads images with PIL resize(..., Image.BICUBIC) (maskgit/utils.py)
+    input_resample = "bicubic"
 
     def __init__(self, model, preset: Preset, device: torch.device, precision: str,
                  options: Mapping[str, Any]) -> None:
@@ -248,6 +250,7 @@ class MaskEditor(Editor):
         return {
             "method": self.method, "preset": self.preset, "parameters": count_parameters(self.model),
             "parameters_by_part": parts, "resolution": self.resolution, "token_grid": self.grid,
+            "input_resample": self.input_resample,
             "options": dict(self.options), "precision": self.precision,
             "autocast": dtype_name(self.amp_dtype), "autocast_encoder": dtype_name(self.encode_dtype),
             "device": str(self.device), "random_init": self.random_init,

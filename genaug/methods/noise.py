@@ -60,6 +60,9 @@ class NoiseEditor(Editor):
 
     method = "noise"
     requires_labels = False
+    # official IC-GAN inference: CenterCropLongEdge, then torchvision Resize((R, R)) on the PIL image,
+    # whose default is bilinear (icgan_colab.ipynb, predict.py), then normalise and bicubic to 224
+    input_resample = "bilinear"
 
     def __init__(self, generator, encoder, preset: Preset, device: torch.device, precision: str,
                  options: Mapping[str, Any]) -> None:
@@ -134,7 +137,8 @@ class NoiseEditor(Editor):
         return {
             "method": self.method, "preset": self.preset, "parameters": gen + enc,
             "parameters_by_part": {"generator": gen, "instance_encoder": enc}, "resolution": self.resolution,
-            "z_dims": self.dim_z, "options": dict(self.options), "precision": self.precision,
+            "z_dims": self.dim_z, "input_resample": self.input_resample, "options": dict(self.options),
+            "precision": self.precision,
             "autocast": dtype_name(self.amp_dtype), "autocast_encoder": dtype_name(self.encoder_dtype),
             "device": str(self.device), "random_init": self.random_init,
         }
