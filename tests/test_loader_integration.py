@@ -13,6 +13,14 @@ from imagefactory import make_imagenet_folder
 SIZE = 16
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _test_editor():
+    """The test-only method exists only while this module's tests run."""
+    editors.register()
+    yield
+    editors.unregister()
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     folder = make_imagenet_folder(tmp_path_factory.mktemp("imagenet"), n_classes=3, per_class=4)
