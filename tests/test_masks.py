@@ -90,3 +90,37 @@ def test_shrink_into_centre():
     assert torch.equal(out[:, :, :8, 8], out[:, :, 8:9, 8].expand(-1, -1, 8))  # replicated edge
     with pytest.raises(ValueError):
         masks.shrink_into_centre(img, 47)  # odd margin
+
+
+def test_composite_weights_are_a_gaussian_blur_of_the_token_mask():
+    """Left half of a 16x16 grid masked at 256 px: across the edge the weights follow the normal CDF
+    of standard deviation 15 px (the official demo's radius, 16 px tokens - 1); far away 1 and 0."""
+    mask = torch.zeros(2, 16, 16, dtype=torch.bool)
+    mask[0, :, :8] = True
+    w = masks.composite_weights(mask, 256)
+    assert w.shape == (2, 1, 256, 256) and w.dtype == torch.float32
+    assert (w >= 0).all() and (w <= 1).all()
+    assert torch.equal(w[1], torch.zeros(1, 256, 256))  # nothing masked: the input everywhere
+    row = w[0, 0, 128]
+    assert row[:60].min() == 1.0 and row[196:].max() == 0.0
+    x = torch.arange(256, dtype=torch.float64) + 0.5
+    expected = 0.5 * torch.erfc((x - 128) / (15 * 2**0.5))  # P(N(x, 15) < 128): the masked side
+    assert (row.double() - expected).abs().max() < 0.03  # box-blur approximation and uint8 steps
+
+
+def test_composite_weights_cache_per_distinct_mask_and_device_independent_of_batch():
+    ring = masks.ring_mask(16, 1)
+    blocks = masks.block_mask(16, 2, 4, _gen(0))
+    together = masks.composite_weights(torch.stack([ring, blocks, ring]), 64)
+    assert torch.equal(together[0], together[2])
+    assert torch.equal(together[1], masks.composite_weights(blocks[None], 64)[0])
+
+
+def test_composite_takes_generated_inside_and_original_outside():
+    mask = torch.zeros(1, 16, 16, dtype=torch.bool)
+    mask[0, 4:12, 4:12] = True  # the central 128 px square at 256 px
+    generated, original = torch.ones(1, 3, 256, 256), torch.zeros(1, 3, 256, 256)
+    out = masks.composite(generated, original, mask)
+    assert out[..., 112:144, 112:144].min() > 0.98  # 3 standard deviations inside: the generated image
+    assert torch.equal(out[..., :20, :], original[..., :20, :])
+    assert 0.3 < float(out[0, 0, 128, 64]) < 0.7  # the blurred edge blends the two

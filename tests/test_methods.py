@@ -225,6 +225,28 @@ def test_mask_random_pattern_is_per_sample(monkeypatch):
     assert result.params[0]["mask_seed"] != result.params[1]["mask_seed"]
 
 
+def test_mask_composite_blends_the_decoded_image_into_the_input(monkeypatch):
+    """--composite: the official demo's blend of the decoded image into the input with the blurred
+    token mask. A 4-token ring (16 px at 64 px) keeps the image corners exactly the input; the
+    default decodes the whole grid, and both runs share the same tokens for the same seeds."""
+    plain = _editor("maskgit-tiny", ring_width=4, num_iter=4)
+    blended = _editor("maskgit-tiny", ring_width=4, num_iter=4, composite=True)
+    decoded = []
+    inner = blended.model.decode
+    monkeypatch.setattr(blended.model, "decode", lambda tokens: decoded.append(inner(tokens)) or decoded[-1])
+    images = _images(blended)
+    a = plain.edit(images, SEEDS, _labels())
+    b = blended.edit(images, SEEDS, _labels())
+    assert [p["composite"] for p in a.params + b.params] == [False] * 3 + [True] * 3
+    expected = mask_method.patterns.composite(decoded[0], images.float() / 255.0,
+                                              mask_method.patterns.ring_mask(16, 4).expand(3, 16, 16))
+    assert torch.equal(b.images, mask_method.to_uint8(expected, 0.0, 1.0))
+    assert torch.equal(b.images[..., :8, :8], images[..., :8, :8])  # far outside the mask: the input
+    assert not torch.equal(a.images[..., :8, :8], images[..., :8, :8])  # plain: the decoded pixels
+    inner_a, inner_b = a.images[..., 28:36, 28:36].int(), b.images[..., 28:36, 28:36].int()
+    assert (inner_a - inner_b).abs().max() <= 2  # deep inside the mask: the decoded image
+
+
 def test_mask_bf16_autocast_runs_on_cpu():
     editor = _editor("maskgit-tiny", precision="bf16", num_iter=4)
     out = editor.edit(_images(editor, 1), SEEDS[:1], _labels(1))

@@ -2,7 +2,8 @@
 
 image -> VQGAN tokens (16x16 at 256 px) -> mask a token pattern (default: the 14x14 interior, the
 outer ring kept) -> 12 steps of MaskGIT parallel decoding conditioned on a class token -> VQGAN
-decoder -> uint8. The whole decoded image is the augmentation (no pixel compositing), as in the paper.
+decoder -> uint8. The whole decoded image is the augmentation (no pixel compositing), as in the paper;
+``--composite`` blends it into the input with the blurred token mask, as the official editing demo.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ SPEC = REGISTRY.register_method(MaskMethodSpec(
         OptionSpec("blocks", int, 4, "blocks: number of square blocks masked"),
         OptionSpec("block_size", int, 6, "blocks: side of each block in tokens"),
         OptionSpec("outpaint_scale", float, 0.75, "outpaint: side of the shrunk image as a fraction of the input"),
+        OptionSpec("composite", bool, False, "blend the decoded image into the input with the blurred token mask, "
+                   "as the official editing demo (default: the whole decoded image, as the paper)"),
     ),
 ))
 
@@ -205,8 +208,9 @@ class MaskEditor(Editor):
         classes = self._classes(seeds, labels)
         mask = self._masks(seeds)  # (B, h, w) bool
         o = self.options
+        x = self._prepare(images)  # (B, 3, R, R) float in [0, 1]
         with autocast(self.device, self.encode_dtype):
-            tokens = self.model.encode(self._prepare(images))  # (B, h, w) int64
+            tokens = self.model.encode(x)  # (B, h, w) int64
         with autocast(self.device, self.amp_dtype):
             image_seq = torch.where(mask, torch.full_like(tokens, -1), tokens).view(batch, -1)  # (B, h*w)
             class_ids = torch.tensor(classes, dtype=image_seq.dtype, device=self.device) + self.codebook_size
@@ -218,6 +222,9 @@ class MaskEditor(Editor):
             )  # (B, num_iter, 1 + h*w)
             final = steps[:, -1, 1:].reshape(batch, self.grid, self.grid)  # (B, h, w)
             decoded = self.model.decode(final)  # (B, 3, R, R) float, unclipped
+        if o["composite"]:
+            with autocast(self.device, None):
+                decoded = patterns.composite(decoded, x, mask)  # (B, 3, R, R)
         out = to_uint8(decoded, 0.0, 1.0)
         n_masked = mask.flatten(1).sum(1).tolist()
         changed = ((final != tokens) & mask).flatten(1).sum(1).tolist()
@@ -230,7 +237,7 @@ class MaskEditor(Editor):
             "class_token": int(cls), "class_strategy": self.class_token.strategy,
             "num_iter": o["num_iter"], "start_iter": o["start_iter"],
             "choice_temperature": o["choice_temperature"], "schedule": "cosine",
-            "decode_seed": stream_seed(seed, "decode"),
+            "decode_seed": stream_seed(seed, "decode"), "composite": o["composite"],
         }
         if o["mask"] == "ring":
             params["ring_width"] = o["ring_width"]
