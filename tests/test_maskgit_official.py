@@ -50,6 +50,15 @@ def _nchw(x):
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
 
+def test_fixture_config_covers_channel_changes_and_several_blocks_per_level(meta):
+    """The fixture's tiny config keeps what the numerical checks need to see: channel changes up and
+    down, and more than one res-block per level (block numbering, as the ImageNet model's 2)."""
+    cfg = meta["config"]
+    mults = cfg["channel_multipliers"]
+    assert cfg["num_res_blocks"] >= 2
+    assert any(b > a for a, b in zip(mults, mults[1:])) and any(b < a for a, b in zip(mults, mults[1:]))
+
+
 def test_reader_reads_official_format(official_files):
     tree = flax_msgpack.load(official_files[0])
     assert set(tree) == {"params"}
