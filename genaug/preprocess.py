@@ -76,7 +76,9 @@ def prepare(data: bytes, resolution: int, resample: str = DEFAULT_RESAMPLE) -> P
     rgb = to_rgb(upright)
     width, height = rgb.size
     box = centre_square(width, height)
-    model_input = rgb.resize((resolution, resolution), RESAMPLE_FILTERS[resample], box=box)
+    # crop first, then resize the square alone (torchvision CenterCrop + Resize, as the official
+    # IC-GAN preprocessing does): no pixel outside the crop box reaches the model
+    model_input = rgb.crop(box).resize((resolution, resolution), RESAMPLE_FILTERS[resample])
     if orig_format == "JPEG" and orig_mode == "RGB":
         real_bytes = bytes(data)
     else:
@@ -149,10 +151,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of the largest centred square; an odd margin's extra pixel is
-    left on the right/bottom."""
+    """(left, top, right, bottom) of the largest centred square, offsets rounded as torchvision's
+    ``center_crop`` rounds them (``int(round(margin / 2))``, halves to even)."""
     side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
+    left, top = int(round((width - side) / 2.0)), int(round((height - side) / 2.0))
     return left, top, left + side, top + side
 
 

@@ -55,15 +55,25 @@ def test_centre_region_only_reaches_the_model():
     array[:, :] = (255, 0, 0)
     array[:, 30:70] = (0, 200, 0)  # exactly the central 40x40 square
     out = prepare(_png(array), 16)
-    # like resize-then-crop, the bicubic kernel of the edge columns reaches just outside the square
-    assert np.abs(out.image[:, 1:-1].astype(int) - [0, 200, 0]).max() <= 3
-    assert out.image[:, 0, 0].max() < 40
+    # the square is cropped before it is resized: nothing of the red margins reaches the model
+    assert np.abs(out.image.astype(int) - [0, 200, 0]).max() <= 1
 
 
-@pytest.mark.parametrize("width,height,box", [(64, 40, (12, 0, 52, 40)), (41, 80, (0, 19, 41, 60)),
-                                              (33, 33, (0, 0, 33, 33)), (50, 47, (1, 0, 48, 47))])
+@pytest.mark.parametrize("width,height,box", [(64, 40, (12, 0, 52, 40)), (41, 80, (0, 20, 41, 61)),
+                                              (33, 33, (0, 0, 33, 33)), (50, 47, (2, 0, 49, 47)),
+                                              (52, 47, (2, 0, 49, 47))])
 def test_centre_square(width, height, box):
     assert centre_square(width, height) == box
+    # the same offsets as torchvision's centre crop (the official IC-GAN preprocessing)
+    from torchvision.transforms.functional import center_crop
+    image = Image.new("RGB", (width, height))
+    for x in range(width):
+        image.putpixel((x, 0), (x, 0, 0))
+    for y in range(height):
+        image.putpixel((0, y), (0, y, 0))
+    side = min(width, height)
+    cropped = center_crop(image, [side, side])
+    assert Image.Image.crop(image, box).tobytes() == cropped.tobytes()
 
 
 def test_exif_rotation_swaps_dims_and_matches_rotated_pixels():
@@ -94,8 +104,9 @@ def test_resample_filter_is_honoured_and_recorded():
     assert not np.array_equal(bicubic.image, bilinear.image)
     rgb = Image.open(io.BytesIO(data)).convert("RGB")
     box = tuple(bilinear.meta["crop_box"])
-    assert np.array_equal(bilinear.image, np.asarray(rgb.resize((24, 24), Image.BILINEAR, box=box)))
-    assert np.array_equal(bicubic.image, np.asarray(rgb.resize((24, 24), Image.BICUBIC, box=box)))
+    square = rgb.crop(box)
+    assert np.array_equal(bilinear.image, np.asarray(square.resize((24, 24), Image.BILINEAR)))
+    assert np.array_equal(bicubic.image, np.asarray(square.resize((24, 24), Image.BICUBIC)))
 
 
 def test_unknown_resample_filter_is_refused():
