@@ -194,3 +194,19 @@ def test_report_options_are_validated_before_work(tmp_path, field, value, match)
     with pytest.raises(ValueError, match=match):
         generate_report([tmp_path / "missing"], tmp_path / "out", ReportOptions(**{field: value}), features=None)
     assert not (tmp_path / "out").exists()
+
+
+def test_truncated_shard_is_skipped_and_listed_under_warnings(tmp_path):
+    from genaug.report.report import ReportOptions, generate_report
+
+    paths = make_shards(tmp_path / "run", n_samples=6, shard_size=3)
+    with tarfile.open(paths[1]) as tar:
+        member = tar.getmembers()[-2]  # cut inside its data: tarfile raises ReadError mid-shard
+    paths[1].write_bytes(paths[1].read_bytes()[: member.offset_data + member.size // 2])
+    report = generate_report([tmp_path / "run"], tmp_path / "out",
+                             ReportOptions(batch_size=2, contact_pairs=1, classic=False), features=None)
+    assert 3 <= report["rows"][0]["samples"] < 6  # shard 0 and what shard 1 held before the cut
+    (warning,) = [w for w in report["warnings"] if "shard-0001.tar" in w]
+    assert "unreadable shard" in warning and "left out" in warning
+    assert report["errors"]["count"] == 0  # no sample-level errors
+    assert "shard-0001.tar: unreadable shard" in (tmp_path / "out" / "report.md").read_text()

@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import re
+import tarfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -109,15 +110,28 @@ def _decode_pair(key: str, fields: dict[str, bytes]) -> tuple[dict, np.ndarray, 
     return meta, np.array(real, dtype=np.uint8), np.array(aug, dtype=np.uint8)  # writable copies
 
 
+def _shard_samples(shard: Path, errors: list[dict]) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """The samples of `shard` up to where it stops being readable (truncated or damaged tar); that
+    is recorded in `errors` as {key: None, shard, reason}."""
+    try:
+        yield from iter_tar_samples(str(shard))
+    except (tarfile.TarError, OSError) as err:
+        reason = (f"unreadable shard ({type(err).__name__}: {err}); the rest of it was left out; "
+                  "check it with `genaug inspect --verify`, or rerun the build to rewrite it")
+        log.warning("%s: %s", shard.name, reason)
+        errors.append({"key": None, "shard": shard.name, "reason": reason})
+
+
 def iter_pairs(run: RunFolder, errors: list[dict], limit: int | None = None,
                keys: set[str] | None = None) -> Iterator[Pair]:
     """Decoded pairs of `run` in shard order (at most `limit`; only `keys` if given).
 
-    Samples that cannot be decoded are skipped and recorded in `errors` as {key, shard, reason}.
+    Samples that cannot be decoded are skipped and recorded in `errors` as {key, shard, reason}; a
+    shard that stops being readable is recorded once, with key None, and the rest of it is skipped.
     """
     count = 0
     for shard in run.shards:
-        for key, fields in iter_tar_samples(str(shard)):
+        for key, fields in _shard_samples(shard, errors):
             if (limit is not None and count >= limit) or (keys is not None and count >= len(keys)):
                 return
             if keys is not None and key not in keys:

@@ -211,6 +211,11 @@ def _classic_settings(rows: list[Row], options: ReportOptions) -> dict | None:
     return classic.describe() | {"seed": options.seed, "images": f"the real images of {fed.label}"}
 
 
+def _shard_warnings(errors: list[dict]) -> list[str]:
+    """One warning per shard that stopped being readable (reader.iter_pairs records it with key None)."""
+    return [f"{e['shard']}: {e['reason']}" for e in errors if e.get("key") is None]
+
+
 def generate_report(paths: Sequence[str | Path], out_dir: str | Path, options: ReportOptions,
                     features: fid.FeatureExtractor | None, features_note: str | None = None) -> dict:
     """Score the shards under `paths`, write report.json, report.md and the PNGs into `out_dir`.
@@ -226,8 +231,9 @@ def generate_report(paths: Sequence[str | Path], out_dir: str | Path, options: R
     rows = _Scorer(options, features).run(runs, errors)
     if not any(r.ssim for r in rows):
         raise ReportInputError(
-            f"no readable pairs in {[str(r.path) for r in runs]} ({len(errors)} unreadable samples); "
+            f"no readable pairs in {[str(r.path) for r in runs]} ({len(errors)} unreadable samples or shards); "
             "check the shards with `genaug inspect --verify`")
+    samples = [e for e in errors if e.get("key") is not None]  # unreadable shards are warnings instead
     _disambiguate(rows)
     rows = [r for r in rows if r.kind == "generative"] + [r for r in rows if r.kind == "classic"]
     few = fid.few_samples_warning({r.label: r.features.count for r in rows if r.features is not None})
@@ -244,8 +250,8 @@ def generate_report(paths: Sequence[str | Path], out_dir: str | Path, options: R
             "classic": _classic_settings(rows, options),
             "max_samples_per_run": options.max_samples,
         },
-        "warnings": [few] if few else [],
-        "errors": {"count": len(errors), "first": errors[:20]},
+        "warnings": _shard_warnings(errors) + ([few] if few else []),
+        "errors": {"count": len(samples), "first": samples[:20]},
     }
     report["pictures"] = _pictures(rows, runs, out, options)
     (out / REPORT_JSON).write_text(json.dumps(report, indent=1, sort_keys=False, default=str))
