@@ -32,24 +32,46 @@ def report(shards, out, inception_weights, no_fid, no_classic, max_samples, batc
     """Write the cost-benefit report of the genaug shards in SHARDS (build folders or .tar files)."""
     if no_fid and inception_weights is not None:
         raise click.UsageError("--no-fid and --inception-weights contradict each other; give one of them")
+    options = _options(max_samples, batch_size, device, seed, not no_classic)
     try:
-        options = ReportOptions(max_samples=max_samples, batch_size=batch_size, device=str(resolve_device(device)),
-                                seed=seed, classic=not no_classic)
-        options.validate()
         discover(shards)  # shard paths are checked before the Inception is loaded
-        features, note = None, None
-        if not no_fid:
+    except ReportInputError as err:
+        raise click.BadParameter(str(err), param_hint="SHARDS") from err
+    features, note = None, None
+    if not no_fid:
+        try:
             weights = fid.resolve_weights(inception_weights)
             features, note = fid.load_inception(weights, options.device), str(weights)
+        except (fid.InceptionWeightsMissing, fid.InceptionWeightsInvalid) as err:
+            raise click.BadParameter(str(err), param_hint="--inception-weights") from err
+    try:
         result = generate_report(shards, out, options, features, note)
-    except (ConfigError, ReportInputError, fid.InceptionWeightsMissing, fid.InceptionWeightsInvalid) as err:
+    except ReportInputError as err:  # e.g. no readable pair in the shards
         raise click.ClickException(str(err)) from err
+    except OSError as err:  # the shards are read defensively; this is writing into --out
+        raise click.ClickException(f"--out {out}: cannot write the report there ({err}); choose another "
+                                   "folder") from err
     click.echo(markdown_table(result))
     for item in result["time"]:
         click.echo(item["sentence"])
     if result["warnings"]:
         click.echo(f"{len(result['warnings'])} warning(s): see report.md", err=True)
     click.echo(f"wrote {out / REPORT_MD}, {out / REPORT_JSON} and {len(_pngs(result))} pictures")
+
+
+def _options(max_samples, batch_size, device, seed, classic) -> ReportOptions:
+    """The report settings; a device that is not usable here is a usage error (exit 2), before any work."""
+    try:
+        resolved = str(resolve_device(device))
+    except ConfigError as err:
+        raise click.BadParameter(str(err), param_hint="--device") from err
+    options = ReportOptions(max_samples=max_samples, batch_size=batch_size, device=resolved, seed=seed,
+                            classic=classic)
+    try:
+        options.validate()
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    return options
 
 
 def _pngs(result: dict) -> list[str]:

@@ -134,3 +134,25 @@ def test_folder_without_shards_and_invalid_weights(shards, tmp_path):
                                        "--inception-weights", str(bad)])
     assert result.exit_code != 0 and "not pytorch-fid's Inception weights" in result.output
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("content", [b"hello world\n" * 50, b"", b"PK\x03\x04junk" * 8, b"\x80\x02}q\x00."])
+def test_junk_weights_file_is_a_usage_error(shards, tmp_path, content):
+    """torch's weights-only unpickler raises KeyError / EOFError / RuntimeError on such files."""
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(content)
+    result = CliRunner().invoke(main, ["report", str(shards), "--out", str(tmp_path / "r"), "--device", "cpu",
+                                       "--inception-weights", str(junk)])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    assert str(junk) in result.output and "not pytorch-fid's Inception weights" in result.output
+    assert "--no-fid" in result.output and not (tmp_path / "r").exists()
+
+
+def test_cuda_without_cuda_is_a_usage_error(shards, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = CliRunner().invoke(main, ["report", str(shards), "--out", str(tmp_path / "r"), "--no-fid",
+                                       "--device", "cuda"])
+    assert result.exit_code == 2, result.output
+    assert "--device" in result.output and "CUDA is not available" in result.output
+    assert not (tmp_path / "r").exists()

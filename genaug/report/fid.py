@@ -16,6 +16,7 @@ import io
 import logging
 import pickle
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -123,12 +124,29 @@ def load_inception(weights: str | Path | None, device: torch.device | str = "cpu
     log.info("loading FID Inception weights from %s", path)
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as err:
+        raise InceptionWeightsInvalid(f"{path}: cannot be read ({err}); check the file's permissions") from err
+    except _LOAD_ERRORS as err:  # torch's weights-only unpickler on a file that is not a checkpoint
+        raise _invalid(path, err) from err
+    if not isinstance(state_dict, Mapping):
+        raise _invalid(path, TypeError(f"it holds a {type(state_dict).__name__}, not a state dict"))
+    try:
         return inception_from_state_dict(state_dict, device)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, AttributeError) as err:
-        raise InceptionWeightsInvalid(
-            f"{path}: not pytorch-fid's Inception weights ({type(err).__name__}: {str(err)[:300]}); "
-            f"download {FID_WEIGHTS_FILENAME} from {FID_WEIGHTS_URL}"
-        ) from err
+    except RuntimeError as err:  # missing / unexpected keys or wrong shapes
+        raise _invalid(path, err) from err
+
+
+# what torch.load(weights_only=True) raises for files that are not (intact) checkpoints
+_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, zipfile.BadZipFile, ValueError,
+                TypeError, AttributeError, IndexError)
+
+
+def _invalid(path: Path, err: BaseException) -> InceptionWeightsInvalid:
+    detail = str(err)[:300] or "no detail"
+    return InceptionWeightsInvalid(
+        f"{path}: not pytorch-fid's Inception weights ({type(err).__name__}: {detail}); download "
+        f"{FID_WEIGHTS_FILENAME} from {FID_WEIGHTS_URL} and pass that file, or use --no-fid to skip FID"
+    )
 
 
 def random_inception_state_dict(seed: int) -> dict[str, torch.Tensor]:
