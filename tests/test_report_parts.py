@@ -144,6 +144,20 @@ def test_time_breakdown_device_bound_and_cpu_bound():
     assert tables.time_breakdown("run", {}, [])["bound"] == "unknown"
 
 
+def test_time_breakdown_tiny_run_is_overhead_not_cpu_bound():
+    """QA: model 42% of a 1.32 s wall, everything else 0.01 s: start-up dominated, not the CPU side."""
+    tiny = {"shard": "shard-0000.tar", "nsamples": 8, "timings_s": {"read_decode": 0.004, "model": 0.5544,
+            "encode": 0.003, "write": 0.003, "wall": 1.32}}
+    verdict = tables.time_breakdown("run", {}, [tiny])
+    assert verdict["bound"] == "overhead" and verdict["model_busy_share"] == pytest.approx(0.42)
+    assert "start-up" in verdict["sentence"] and "workers" not in verdict["sentence"]
+    spread = tables.time_breakdown("run", {}, [_stats(3.0, 3.0, 10.0)])  # model 30%, others 36%
+    assert spread["bound"] == "overhead"
+    several = tables.time_breakdown("run", {}, [dict(_stats(3.0, 3.0, 10.0), timings_s={
+        "read_decode": 3.0, "model": 3.0, "encode": 3.0, "write": 0.1, "wall": 10.0})])
+    assert several["bound"] == "cpu" and several["cpu_share"] == pytest.approx(0.61)
+
+
 def test_build_cost_reads_manifest_and_tolerates_gaps():
     manifest = {"timing": {"batch1_ms_per_image": 20.0, "batch_ms_per_image": 4.0, "batch_size": 64,
                            "device": "cuda", "device_name": "NVIDIA H100"}, "editor": {"parameters": 116_000_000}}

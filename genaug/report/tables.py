@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 STAGES = ("read_decode", "model", "encode", "write")  # stats timings_s keys, pipeline order
 STAGE_LABELS = {"read_decode": "read/decode", "model": "model", "encode": "encode", "write": "write"}
 WALL = "wall"  # timings_s key of the shard's wall-clock time; any other key is a stage
-DEVICE_BOUND_SHARE = 0.5  # model busy for at least this share of wall time -> bound by the device
+BOUND_SHARE = 0.5  # the model (or the other stages together) busy this share of wall time -> bound by it
 UNKNOWN = "unknown"
 
 
@@ -82,7 +82,8 @@ def _stage_seconds(stats: Sequence[Mapping]) -> tuple[dict[str, float], float, i
 
 
 def time_breakdown(name: str, manifest: Mapping, stats: Sequence[Mapping]) -> dict:
-    """Per-stage seconds summed over the stats files, and whether the device or the CPU bound the run."""
+    """Per-stage seconds summed over the stats files, and what bound the run: the model on the device,
+    the CPU-side stages, or neither (start-up / overhead, or a run too short to tell)."""
     seconds, wall, seen = _stage_seconds(stats)
     record = {"run": name, "shards_with_timings": seen, "stages_s": seconds, "wall_s": wall}
     if seen == 0 or wall <= 0:
@@ -91,19 +92,25 @@ def time_breakdown(name: str, manifest: Mapping, stats: Sequence[Mapping]) -> di
     device = _dict(manifest.get("timing")).get("device_name") or stats[0].get("device_name") or UNKNOWN
     busy = seconds["model"] / wall
     others = [s for s in seconds if s != "model"]
+    cpu_share = sum(seconds[s] for s in others) / wall
     cpu_stage = max(others, key=lambda s: seconds[s])
     cpu_text = ", ".join(f"{_label(s)} {seconds[s]:.2f} s" for s in others)
-    if busy >= DEVICE_BOUND_SHARE:
+    if busy >= BOUND_SHARE and busy >= cpu_share:
         bound = "device"
         sentence = (f"{name}: bound by the model on the device ({device}): the model stage ran "
                     f"{busy:.0%} of the {wall:.2f} s wall-clock time, and the other stages ({cpu_text}) kept up.")
-    else:
+    elif cpu_share >= BOUND_SHARE:
         bound = "cpu"
         sentence = (f"{name}: bound by the CPU side, not the device ({device}): the model ran only "
-                    f"{busy:.0%} of the {wall:.2f} s wall-clock time; the largest other stage was "
-                    f"{_label(cpu_stage)} ({seconds[cpu_stage]:.2f} s). More decode/encode workers "
-                    "or faster storage would speed the build up.")
-    return record | {"model_busy_share": busy, "bound": bound, "sentence": sentence}
+                    f"{busy:.0%} of the {wall:.2f} s wall-clock time while the other stages took "
+                    f"{cpu_share:.0%} of it, the largest {_label(cpu_stage)} ({seconds[cpu_stage]:.2f} s). "
+                    "More decode/encode workers or faster storage would speed the build up.")
+    else:
+        bound = "overhead"
+        sentence = (f"{name}: neither the model ({busy:.0%}) nor the other stages ({cpu_share:.0%}: {cpu_text}) "
+                    f"took most of the {wall:.2f} s wall-clock time: the rest went to start-up and overhead, "
+                    "or the run was too short to tell; time a longer run to see what bounds it.")
+    return record | {"model_busy_share": busy, "cpu_share": cpu_share, "bound": bound, "sentence": sentence}
 
 
 def _label(stage: str) -> str:
