@@ -52,6 +52,8 @@ def _print_report(result: dict) -> None:
     for report in result["shards"]:
         for line in _shard_lines(report):
             click.echo(line)
+    for build in result["builds"]:
+        click.echo(f"run folder {build['folder']}: {build['summary']}")
     totals = result["totals"]
     click.echo(f"total: {totals['shards']} shards, {totals['nsamples']} samples; method {_counts(totals['methods'])};"
                f" preset {_counts(totals['presets'])}")

@@ -2,8 +2,9 @@
 
 ``inspect_shards(paths, verify)`` returns a JSON-serialisable report: per shard the sample count,
 member fields, methods/presets, image sizes, labels, scores, its stats file and recorded errors,
-plus totals and, with ``verify``, a list of problems (every image decoded, every pair and json
-checked against docs/contracts.md, stats nsamples/filesize/md5 compared with the tar).
+plus totals, each run folder's build status (manifest.json) and, with ``verify``, a list of problems
+(every image decoded, every pair and json checked against docs/contracts.md, stats
+nsamples/filesize/md5 compared with the tar, an unfinished build).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import braceexpand
 from PIL import Image, UnidentifiedImageError
 
 from genaug.preprocess import exif_orientation
+from genaug.runstatus import BuildStatus, read_build_status
 from genaug.sources import iter_tar_stream
 
 log = logging.getLogger(__name__)
@@ -246,6 +248,9 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
         problems.extend(summary.problems)
         for name, values in summary.scores.items():
             scores.setdefault(name, []).extend(values)
+    builds = _build_statuses({p.parent for p in shards})
+    if verify:
+        problems.extend(f"{b.folder}: {b.problem()}" for b in builds if not b.finished)
     all_errors = [e for errors in run_errors.values() for e in errors]
     totals = {
         "shards": len(reports),
@@ -257,7 +262,15 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
         "scores": summarise_scores(scores),
         "problems": len(problems),
     }
-    return {"verified": verify, "shards": reports, "totals": totals, "problems": problems}
+    return {"verified": verify, "shards": reports, "totals": totals, "problems": problems,
+            "builds": [{"folder": str(b.folder), "status": b.status, "finished": b.finished,
+                        "shards_done": b.shards_done, "shards_expected": b.shards_expected,
+                        "summary": b.describe()} for b in builds]}
+
+
+def _build_statuses(folders: set[Path]) -> list[BuildStatus]:
+    """manifest.json status of each run folder that has one (see genaug.runstatus)."""
+    return [status for status in map(read_build_status, sorted(folders)) if status is not None]
 
 
 def _read_into(summary: ShardSummary) -> tuple[int, str, str] | None:

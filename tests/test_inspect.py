@@ -224,3 +224,31 @@ def test_cli_inspect(tmp_path):
     assert report["grid"]["pairs"] == 2 and (tmp_path / "g.png").is_file()
     missing = runner.invoke(main, ["inspect", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "nothing" in missing.output
+
+
+def _interrupt(run, total_shards, shard_size):
+    """What a Ctrl-C leaves: manifest.json still "running", the last shard(s) never written."""
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest.update(status="running", config={"limit": total_shards * shard_size, "shard_size": shard_size})
+    (run / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_verify_fails_on_an_interrupted_build(tmp_path):
+    run = tmp_path / "run"
+    make_shards(run, n_samples=4, shard_size=2)
+    _interrupt(run, total_shards=3, shard_size=2)
+    result = inspect_shards([str(run)], verify=True)
+    (problem,) = result["problems"]
+    assert "build not finished: 2 of at most 3 shard(s) done" in problem
+    assert "rerun the same genaug build command to resume" in problem
+    assert result["builds"][0]["status"] == "running" and not result["builds"][0]["finished"]
+    runner = CliRunner()
+    cli = runner.invoke(main, ["inspect", str(run), "--verify"])
+    assert cli.exit_code == 1 and "build not finished" in cli.output and "verify: OK" not in cli.output
+    summary = runner.invoke(main, ["inspect", str(run)])  # without --verify: said, but not a failure
+    assert summary.exit_code == 0 and f"run folder {run}: build not finished" in summary.output
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest.update(status="complete", counts={"shards": 2})
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    done = runner.invoke(main, ["inspect", str(run), "--verify"])
+    assert done.exit_code == 0 and "complete (2 shard(s))" in done.output and "verify: OK" in done.output

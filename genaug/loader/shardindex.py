@@ -16,6 +16,8 @@ from typing import Sequence
 
 from webdataset.shardlists import expand_urls
 
+from genaug.runstatus import read_build_status
+
 log = logging.getLogger(__name__)
 
 INDEX_KIND = "wids-shard-index-v1"
@@ -37,6 +39,14 @@ def _is_remote(url: str) -> bool:
     return url.startswith(_REMOTE_PREFIXES)
 
 
+def warn_if_unfinished(folder: Path) -> None:
+    """Log a warning when the manifest.json in `folder` says its build did not complete: the shards
+    are then only those finished so far. Not an error: training on part of a build can be intended."""
+    status = read_build_status(folder)
+    if status is not None and not status.finished:
+        log.warning("%s: %s. Loading only the %d finished shard(s).", folder, status.problem(), status.shards_done)
+
+
 def read_index(path: str | os.PathLike) -> ShardIndex:
     """Read a wids-shard-index-v1 file; relative shard urls are resolved against its folder."""
     path = Path(path)
@@ -56,6 +66,7 @@ def read_index(path: str | os.PathLike) -> ShardIndex:
         sizes.append(int(entry["nsamples"]))
     if not urls:
         raise ValueError(f"{str(path)!r} lists no shards")
+    warn_if_unfinished(path.parent)
     return ShardIndex(tuple(urls), tuple(sizes), str(index.get("name", path.parent.name)))
 
 
@@ -75,6 +86,7 @@ def resolve_shards(source: str | os.PathLike | Sequence[str]) -> ShardIndex:
             if not urls:
                 raise FileNotFoundError(f"folder {text!r} has neither index.json nor *.tar shards")
             log.info("no index.json in %s: using its %d .tar files (length unknown)", text, len(urls))
+            warn_if_unfinished(Path(text))
         else:
             urls = expand_urls(text)
         name = text
