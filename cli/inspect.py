@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from genaug.contact_sheet import write_contact_sheet
+from genaug.contact_sheet import SHEET_FORMATS, sheet_format, write_contact_sheet
 from genaug.inspect import InspectError, inspect_shards, resolve_shards
 
 MAX_PROBLEMS_SHOWN = 50  # the rest are counted (all of them are in --json output)
@@ -79,7 +79,8 @@ def _print_report(result: dict) -> None:
 @click.option("--verify", is_flag=True, help="Decode every image, check every pair, json, label and stats file; "
               "exit 1 on any problem.")
 @click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write a contact sheet PNG of real|aug pairs (real cropped as the model saw it).")
+              help="Write a contact sheet of real|aug pairs (real cropped as the model saw it); the format "
+              f"follows the extension: {', '.join(SHEET_FORMATS)}.")
 @click.option("--n", "n_pairs", type=click.IntRange(1, 4096), default=16, show_default=True,
               help="Number of pairs in the --grid sheet.")
 @click.option("--tile", type=click.IntRange(8, 1024), default=None,
@@ -90,6 +91,11 @@ def inspect(paths: tuple[str, ...], verify: bool, grid: Path | None, n_pairs: in
             captions: bool, as_json: bool) -> None:
     """Summarise genaug shards: PATHS are shard files, run folders or brace patterns
     (e.g. out/shard-{0000..0009}.tar)."""
+    if grid is not None:
+        try:
+            sheet_format(grid)  # before any work
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--grid") from err
     try:
         shards = resolve_shards(paths)
     except InspectError as err:
@@ -98,7 +104,7 @@ def inspect(paths: tuple[str, ...], verify: bool, grid: Path | None, n_pairs: in
     if grid is not None:
         try:
             result["grid"] = write_contact_sheet(shards, grid, n=n_pairs, tile=tile, captions=captions)
-        except ValueError as err:
+        except (ValueError, OSError) as err:
             result["problems"].append(f"--grid: {err}")
     if as_json:
         click.echo(json.dumps(result, indent=1, sort_keys=True))

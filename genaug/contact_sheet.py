@@ -1,4 +1,4 @@
-"""Contact sheet of real|aug pairs from genaug shards (`genaug inspect --grid out.png`).
+"""Contact sheet of real|aug pairs from genaug shards (`genaug inspect --grid out.png`, or .jpg / .webp).
 
 Each cell shows the model's view of the real image (decoded, EXIF-transposed, cropped to the json
 ``crop_box`` and resized to the aug image's size) beside the aug image, with the key below.
@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -23,6 +24,7 @@ PAD = 4  # pixels between cells and around the sheet
 CAPTION_H = 12  # pixels of caption text under a pair
 BACKGROUND = (32, 32, 32)
 AUG_FIELDS = ("aug.jpg", "aug.png", "aug.webp")
+SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}  # extension -> PIL format
 _PAIR_ERRORS = (OSError, SyntaxError, EOFError, ValueError, KeyError, TypeError, UnidentifiedImageError)
 
 
@@ -64,12 +66,34 @@ def iter_pairs(shards: Sequence[Path], n: int) -> Iterator[tuple[str, Image.Imag
                 return
 
 
+def sheet_format(out: str | Path) -> str:
+    """The PIL format for writing a sheet to `out`, after checking that it can be written there:
+    a known extension, an existing writable folder. ValueError naming the problem otherwise."""
+    out = Path(out)
+    fmt = SHEET_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{out}: unknown image extension {out.suffix or '(none)'!r}; "
+                         f"end the name in one of {', '.join(SHEET_FORMATS)}")
+    folder = out.parent
+    if not folder.exists():
+        raise ValueError(f"{out}: folder {folder} does not exist; create it first or choose another path")
+    if not folder.is_dir():
+        raise ValueError(f"{out}: {folder} is not a folder; choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{out}: folder {folder} is not writable; choose another path")
+    if out.is_dir():
+        raise ValueError(f"{out} is a folder; give a file name such as {out / 'grid.png'}")
+    return fmt
+
+
 def write_contact_sheet(shards: Sequence[Path], out: Path, n: int = 16, tile: int | None = None,
                         columns: int = 4, captions: bool = True) -> dict:
-    """Write a PNG of up to `n` real|aug pairs; tile = side of each image (default: the first aug's
-    width). Returns {"path", "pairs", "tile", "size"}; ValueError if no pair decodes."""
+    """Write an image of up to `n` real|aug pairs in the format of `out`'s extension (see sheet_format);
+    tile = side of each image (default: the first aug's width). Returns {"path", "pairs", "tile", "size"};
+    ValueError for a bad `out` (checked first) or if no pair decodes, OSError if writing fails."""
     if n < 1 or columns < 1 or (tile is not None and tile < 8):
         raise ValueError(f"n={n}, columns={columns}, tile={tile}: need n >= 1, columns >= 1, tile >= 8")
+    fmt = sheet_format(out)
     pairs = list(iter_pairs(shards, n))
     if not pairs:
         raise ValueError("no sample with a decodable real.jpg, aug image and json to show")
@@ -87,8 +111,7 @@ def write_contact_sheet(shards: Sequence[Path], out: Path, n: int = 16, tile: in
         if captions:
             draw.text((x, y + side + 1), _fit(draw, font, key, 2 * side), fill=(230, 230, 230), font=font)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out, format="PNG")
+    sheet.save(out, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
     return {"path": str(out), "pairs": len(pairs), "tile": side, "size": [width, height]}
 
 

@@ -252,3 +252,27 @@ def test_verify_fails_on_an_interrupted_build(tmp_path):
     (run / "manifest.json").write_text(json.dumps(manifest))
     done = runner.invoke(main, ["inspect", str(run), "--verify"])
     assert done.exit_code == 0 and "complete (2 shard(s))" in done.output and "verify: OK" in done.output
+
+
+@pytest.mark.parametrize("name, message", [
+    ("afile/x.png", "is not a folder"), ("nodir/sub/g.png", "does not exist"), ("g.gif", "unknown image extension"),
+    ("g", "unknown image extension")])
+def test_bad_grid_path_is_refused_before_any_work(tmp_path, monkeypatch, name, message):
+    make_shards(tmp_path / "run", n_samples=2, shard_size=2)
+    (tmp_path / "afile").write_text("a file, not a folder")
+    monkeypatch.setattr("cli.inspect.inspect_shards", lambda *a, **k: pytest.fail("inspect ran before --grid was checked"))
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path / "run"), "--grid", str(tmp_path / name)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert "--grid" in result.output and message in result.output
+    assert not (tmp_path / "nodir").exists()
+
+
+@pytest.mark.parametrize("name, magic", [("g.jpg", b"\xff\xd8\xff"), ("g.JPEG", b"\xff\xd8\xff"),
+                                         ("g.webp", b"RIFF"), ("g.png", b"\x89PNG")])
+def test_grid_is_written_in_the_format_of_its_extension(tmp_path, name, magic):
+    make_shards(tmp_path / "run", n_samples=2, shard_size=2)
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path / "run"), "--grid", str(tmp_path / name)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / name).read_bytes().startswith(magic)
+    with Image.open(tmp_path / name) as sheet:
+        assert sheet.size[0] > 64
