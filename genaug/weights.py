@@ -195,12 +195,19 @@ def _from_cache(preset: Preset, allow_download: bool) -> dict[str, Path]:
     by_url: dict[str, list[WeightFile]] = {}
     for wf in missing:
         by_url.setdefault(wf.url, []).append(wf)
-    for url, files in by_url.items():
+    failed: list[tuple[str, Exception]] = []
+    for url, files in by_url.items():  # try every download, then name every file still missing
         try:
             fetch(url, files, folder)
-        except (urllib.error.URLError, OSError, TimeoutError) as err:
-            raise WeightsError(_missing_message(preset, files, f"download failed: {err}")) from err
+        except (urllib.error.URLError, OSError, TimeoutError, WeightsError) as err:
+            log.warning("%s: download of %s failed: %s", preset.name, url, err)
+            failed.append((url, err))
+            continue
         found.update({wf.name: folder / wf.filename for wf in files})
+    if failed:
+        still = [wf for wf in preset.files if wf.name not in found]
+        why = "download failed: " + "; ".join(f"{url}: {err}" for url, err in failed)
+        raise WeightsError(_missing_message(preset, still, why)) from failed[0][1]
     return {wf.name: found[wf.name] for wf in preset.files}
 
 

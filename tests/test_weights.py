@@ -114,6 +114,39 @@ def test_unreachable_url_names_url_and_path():
     assert str(weights.preset_dir(preset) / "e.bin") in str(err.value)
 
 
+def test_every_missing_file_is_named_when_downloads_fail():
+    files = [WeightFile("f", "f.bin", "http://127.0.0.1:9/f.bin", None),
+             WeightFile("g", "g.bin", "http://127.0.0.1:9/g.bin", None),
+             WeightFile("h", "h.bin", "http://127.0.0.1:9/h.tar.gz", None, archive_member="x/h.bin")]
+    preset = _preset(*files)
+    with pytest.raises(weights.WeightsError, match="download failed") as err:
+        weights.resolve(preset, download=True)
+    text = str(err.value)
+    for wf in files:  # one error names every file: its URL and the exact path to put it at
+        assert wf.url in text and str(weights.preset_dir(preset) / wf.filename) in text, text
+    assert "x/h.bin" in text
+
+
+def test_convert_names_every_missing_file(monkeypatch):
+    from click.testing import CliRunner
+
+    from cli.main import main
+    from genaug.registry import REGISTRY
+
+    files = [WeightFile("t", "t.bin", "http://127.0.0.1:9/t.bin", None),
+             WeightFile("u", "u.bin", "http://127.0.0.1:9/u.bin", None)]
+    preset = _preset(*files, name="test-convertible")
+    REGISTRY.register_preset(preset)
+    monkeypatch.setitem(weights.CONVERTERS, preset.name, lambda paths, out: None)
+    try:
+        result = CliRunner().invoke(main, ["convert", "--preset", preset.name])
+    finally:
+        REGISTRY.unregister_preset(preset.name)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    for wf in files:
+        assert wf.url in result.output and str(weights.preset_dir(preset) / wf.filename) in result.output
+
+
 def test_http_404_is_a_weights_error(server):
     _, url = server
     preset = _preset(WeightFile("f", "f.bin", url + "nope.bin", None))
