@@ -31,6 +31,8 @@ def _shard_lines(report: dict) -> list[str]:
         + (f"{side['min']}-{side['max']} px" if side else "-"),
         f"  labels: {label_text}",
     ]
+    if not report["genaug"]:
+        lines.append("  not genaug shards (no json/aug members): only fields and labels are summarised")
     stats = report["stats"]
     if stats is None:
         lines.append("  stats file: none (the shard is not marked done)")

@@ -100,14 +100,36 @@ class ShardSummary:
         self.labels: Counter = Counter()
         self.scores: dict[str, list[float]] = {}
         self.problems: list[str] = []
+        self.genaug_samples = 0  # samples with a json or aug member (genaug output)
         self._keys: set[str] = set()
+        self._sample_problem: list[bool] = []  # per entry of problems: about one sample?
+
+    @property
+    def is_genaug(self) -> bool:
+        """False for a shard whose samples have neither json nor aug members (e.g. input shards)."""
+        return self.nsamples == 0 or self.genaug_samples > 0
 
     def problem(self, key: str | None, text: str) -> None:
         self.problems.append(f"{self.path.name}{f' [{key}]' if key else ''}: {text}")
+        self._sample_problem.append(key is not None)
+
+    def finish(self) -> None:
+        """After the last sample: a shard that is not genaug output gets one problem (with verify)
+        instead of one per sample for the members genaug would have written."""
+        if self.is_genaug:
+            return
+        self.problems = [p for p, per_sample in zip(self.problems, self._sample_problem) if not per_sample]
+        self._sample_problem = [False] * len(self.problems)
+        if self.verify:
+            fields = ", ".join(sorted(self.fields)) or "none"
+            self.problem(None, f"not genaug shards (no json/aug members; fields: {fields}): inspect checks the "
+                               "output of genaug build; to augment these shards, pass them to genaug build --data")
 
     def add(self, key: str, fields: dict[str, bytes]) -> None:
         self.nsamples += 1
         self.fields.update(fields.keys())
+        if "json" in fields or any(f in fields for f in AUG_FIELDS):
+            self.genaug_samples += 1
         if key in self._keys:
             self.problem(key, "duplicate key in the shard")
         self._keys.add(key)
@@ -165,7 +187,7 @@ class ShardSummary:
             self.problem(key, f"crop_box {box} is not inside the {size[0]}x{size[1]} real image")
 
     def _check_label(self, key: str, cls: bytes | None, meta: dict | None) -> None:
-        label = meta.get("label") if meta else None
+        label = meta.get("label") if meta else _cls_label(cls)  # no genaug json: the cls member
         self.labels["unlabelled" if label is None else label] += 1
         if not self.verify or meta is None:
             return
@@ -191,6 +213,7 @@ class ShardSummary:
         labelled = {k: v for k, v in self.labels.items() if k != "unlabelled"}
         return {
             "shard": str(self.path),
+            "genaug": self.is_genaug,
             "nsamples": self.nsamples,
             "fields": dict(sorted(self.fields.items())),
             "methods": dict(self.methods),
@@ -203,6 +226,12 @@ class ShardSummary:
             "scores": summarise_scores(self.scores),
             "problems": len(self.problems),
         }
+
+
+def _cls_label(cls: bytes | None) -> int | None:
+    """The integer label of a `cls` member (ASCII digits), None when absent or not an integer."""
+    text = cls.decode("ascii", errors="replace").strip() if cls is not None else ""
+    return int(text) if text.isdigit() else None
 
 
 def _range(values: list[int]) -> dict | None:
@@ -238,6 +267,7 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
     for path in shards:
         summary = ShardSummary(path, verify)
         digest = _read_into(summary)
+        summary.finish()
         stats = _read_stats(path, summary)
         if verify and stats is not None and digest is not None:
             _compare_stats(summary, stats, digest)
@@ -292,7 +322,7 @@ def _read_stats(path: Path, summary: ShardSummary) -> dict | None:
     try:
         stats = json.loads(stats_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        if summary.verify:
+        if summary.verify and summary.is_genaug:
             summary.problem(None, f"no stats file {stats_path.name} (the shard is not marked done)")
         return None
     except (OSError, ValueError) as err:

@@ -276,3 +276,29 @@ def test_grid_is_written_in_the_format_of_its_extension(tmp_path, name, magic):
     assert (tmp_path / name).read_bytes().startswith(magic)
     with Image.open(tmp_path / name) as sheet:
         assert sheet.size[0] > 64
+
+
+def _input_shard(path, n=3):
+    """An imagenet1k-style input shard (jpg + cls, no genaug json/aug members)."""
+    members = []
+    for i in range(n):
+        image = io.BytesIO()
+        Image.new("RGB", (32, 24), (10 * i, 50, 90)).save(image, format="JPEG")
+        members += [(f"n0144076{i}_{i:05d}.jpg", image.getvalue()), (f"n0144076{i}_{i:05d}.cls", str(7 * i).encode())]
+    _write_tar(path, members, update_stats=False)
+
+
+def test_input_shards_count_cls_labels_and_are_not_genaug(tmp_path):
+    _input_shard(tmp_path / "imagenet1k-train-0000.tar")
+    summary = inspect_shards([str(tmp_path)])
+    (report,) = summary["shards"]
+    assert report["labels"] == {"labelled": 3, "unlabelled": 0, "classes": 3, "min": 0, "max": 14}
+    assert report["genaug"] is False and summary["problems"] == []  # no per-sample "no json" noise
+    (problem,) = inspect_shards([str(tmp_path)], verify=True)["problems"]
+    assert "not genaug shards (no json/aug members" in problem and "cls, jpg" in problem
+    runner = CliRunner()
+    text = runner.invoke(main, ["inspect", str(tmp_path)])
+    assert text.exit_code == 0 and "labels: 3 labelled, 3 class(es), 0..14" in text.output
+    assert "not genaug shards" in text.output
+    verify = runner.invoke(main, ["inspect", str(tmp_path), "--verify"])
+    assert verify.exit_code == 1 and verify.output.count("not genaug shards") == 2
