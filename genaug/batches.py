@@ -217,9 +217,19 @@ class ShardRun:
         self.index = index
         self.writer = ShardWriter(out, index)
         self.errors: list[dict] = []
+        self.first_seen: dict[str, tuple[int, str]] = {}  # key -> (index, source) of its first input here
         self.timings = {stage: 0.0 for stage in STAGES}
         self.inputs = 0
         self._start = start  # perf_counter() when this shard's wall time starts
+
+    def unique(self, decoded):
+        """`decoded`, or a skipped copy of it when an earlier input of this shard had the same key.
+        (Only within a shard: a rebuilt shard then skips the same inputs on every run.)"""
+        item = decoded.item
+        index, source = self.first_seen.setdefault(item.key, (item.index, item.source))
+        if index == item.index:
+            return decoded
+        return dataclasses.replace(decoded, prepared=None, reason=f"duplicate key, first seen in {source}")
 
     def add_error(self, decoded) -> None:
         item = decoded.item

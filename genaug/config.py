@@ -131,17 +131,27 @@ def check_scores(names: Sequence[str]) -> tuple[str, ...]:
 
 
 def check_out_dir(out: Path) -> Path:
-    """Create `out` if needed and make sure it is a writable folder."""
-    out = Path(out).expanduser()
+    """Make sure `out` is, or can be created as, a writable folder; create nothing (see create_out_dir)."""
+    out = Path(out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder; choose a folder path")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: cannot create it ({existing} is not a folder); choose a writable folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "folder is not writable" if existing == out else f"cannot create it in {existing} (not writable)"
+        raise ConfigError(f"--out {out}: {what}; choose a writable folder")
+    return out
+
+
+def create_out_dir(out: Path) -> None:
+    """Create the checked `out` (after every check of the build has passed)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"--out {out}: cannot create it ({err.strerror}); choose a writable folder") from err
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: folder is not writable; choose a writable folder")
-    return out.resolve()
 
 
 LABEL_VALUE = "label"  # an option with this value asks for each sample's class (e.g. --class-token label)
@@ -231,8 +241,8 @@ def _resolve_data(data: tuple[str, ...] | None):
     arg = None if data is None else (data[0] if len(data) == 1 else list(data))
     try:
         return open_source(arg)
-    except SourceError as err:
-        raise ConfigError(f"--data: {err}") from err
+    except SourceError as err:  # its message names the value (--data X or $GENAUG_DATA=X)
+        raise ConfigError(str(err)) from err
 
 
 def _data_identity(data: tuple[str, ...] | None, source: Any) -> list[str]:

@@ -24,8 +24,9 @@ class FileListSource(Source):
 
     kind = "file-list"
 
-    def __init__(self, list_path: Path):
+    def __init__(self, list_path: Path, named: str | None = None):
         self.list_path = list_path
+        self.named = named or f"--data {list_path}"
         self.base = list_path.parent
         self.labelled = False
         count = 0
@@ -33,10 +34,10 @@ class FileListSource(Source):
             if count == 1:
                 self.labelled = label is not None
             elif (label is not None) != self.labelled:
-                raise SourceError(f"--data {list_path}: some lines have a label and some do not; "
+                raise SourceError(f"{self.named}: some lines have a label and some do not; "
                                   "give every line a label or none")
         if count == 0:
-            raise SourceError(f"--data {list_path}: the file list has no entries")
+            raise SourceError(f"{self.named}: the file list has no entries")
         self.description = f"file list {list_path} ({count} entries, {'labelled' if self.labelled else 'unlabelled'})"
 
     def _lines(self) -> Iterator[tuple[int, str, int | None]]:
@@ -45,7 +46,7 @@ class FileListSource(Source):
             with open(self.list_path, newline="", encoding="utf-8") as handle:
                 yield from parse_list(handle, delimiter, str(self.list_path))
         except UnicodeDecodeError as err:
-            raise SourceError(f"--data {self.list_path}: not a UTF-8 text file list ({err.reason}); "
+            raise SourceError(f"{self.named}: not a UTF-8 text file list ({err.reason}); "
                               "give a folder, shards, or a text list of path[,label] lines") from err
 
     def _records(self):

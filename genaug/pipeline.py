@@ -27,8 +27,8 @@ from genaug.batches import (
     EditorError, ShardRun, class_problem, device_name, edit_batch, editor_num_classes, editor_resample, make_members,
     run_info,
 )
-from genaug.config import BuildConfig, ConfigError, ResolvedBuild, resolve, versions
-from genaug.registry import EditorContext
+from genaug.config import BuildConfig, ConfigError, ResolvedBuild, create_out_dir, resolve, versions
+from genaug.loading import make_editor
 from genaug.workers import decode_batch, encode_batch, make_executor
 
 log = logging.getLogger(__name__)
@@ -102,17 +102,6 @@ def iter_batches(items: Iterable, shard_size: int, batch_size: int, limit: int |
         yield _ChunkEnd(current)
 
 
-def build_editor(resolved: ResolvedBuild):
-    ctx = EditorContext(
-        preset=resolved.preset,
-        weights=resolved.weights,
-        device=resolved.device,
-        precision=resolved.config.precision,
-        options=resolved.options,
-    )
-    return resolved.preset.build(ctx)
-
-
 def probe_batch1_ms(editor, device: torch.device, seed: int, repeats: int = 3) -> float:
     """Milliseconds per image at batch 1 on a few seeded random images (after one warm-up call)."""
     gen = torch.Generator().manual_seed(seed)
@@ -183,7 +172,7 @@ class _Runner:
 
     def _edit(self, shard: ShardRun, decoded: list) -> None:
         shard.inputs += len(decoded)
-        decoded = [self._check_class(d) for d in decoded]
+        decoded = [self._check_class(shard.unique(d)) for d in decoded]
         for bad in (d for d in decoded if d.prepared is None):
             shard.add_error(bad)
         good = [d for d in decoded if d.prepared is not None]
@@ -303,21 +292,32 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildSum
     Raises ConfigError before any work for bad settings, BuildError when the editor fails.
     """
     start, started_at = time.perf_counter(), _utc_now()
-    resolved = resolve(config)
-    with runfiles.exclusive(resolved.config.out):
-        return _build(resolved, start, started_at, progress)
+    resolved = resolve(config)  # creates nothing
+    out = resolved.config.out
+    if out.is_dir():  # lock it while checking, so a running build is refused before the model loads
+        with runfiles.exclusive(out):
+            runfiles.check_previous_build(resolved)
+            editor = _checked_editor(resolved)
+            return _build(resolved, editor, start, started_at, progress)
+    editor = _checked_editor(resolved)
+    create_out_dir(out)  # every check has passed: only now does --out exist
+    with runfiles.exclusive(out):
+        runfiles.check_previous_build(resolved)  # another build may have made it meanwhile
+        return _build(resolved, editor, start, started_at, progress)
 
 
-def _build(resolved: ResolvedBuild, start: float, started_at: str, progress: Progress | None) -> BuildSummary:
-    runfiles.check_previous_build(resolved)
+def _checked_editor(resolved: ResolvedBuild):
+    """The editor, after the checks that need it (nothing in --out has changed yet)."""
+    editor = make_editor(resolved)
     try:
-        editor = build_editor(resolved)
-    except ValueError as err:  # editors check their option values against the model
-        raise ConfigError(f"{resolved.preset.name}: {err}") from err
-    try:
-        editor_resample(editor, resolved.preset.name)  # before anything in --out changes
+        editor_resample(editor, resolved.preset.name)
     except EditorError as err:
         raise BuildError(str(err)) from err
+    return editor
+
+
+def _build(resolved: ResolvedBuild, editor, start: float, started_at: str,
+           progress: Progress | None) -> BuildSummary:
     out = resolved.config.out
     done = runfiles.prepare_out(resolved)
     if done:

@@ -8,6 +8,7 @@
 * a directory that holds no images itself and whose every subfolder directly holds images:
   ImageNet-style class folders (label = index of the folder name in sorted order);
 * any other directory: all images below it, recursively, unlabelled;
+* a ``.json`` file: a wids shard index (its ``shardlist`` urls, relative to its folder; genaug.shardsource);
 * any other file: a text/CSV list of ``path[,label]`` lines (genaug.filelist).
 
 Each item also carries ``class_index``, its ImageNet-1k class index (what class-conditional editors
@@ -25,6 +26,7 @@ import logging
 import os
 import re
 import tarfile
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -47,6 +49,9 @@ CLEAN_KEY = re.compile(r"[A-Za-z0-9_-]{1,80}")
 WNID_KEY = re.compile(r"(n\d{8})_[A-Za-z0-9_-]+")
 LABEL = re.compile(r"\d+")  # a label in a list file or a cls field: a non-negative integer
 ENV_DATA = "GENAUG_DATA"
+WIDS_KIND = "wids-shard-index-v1"
+SHARD_READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)  # an input shard that breaks
+
 
 
 class SourceError(ValueError):
@@ -62,6 +67,7 @@ class SourceItem:
     wnid: str | None  # class folder name (ImageNet synset id) when known
     data: bytes | None  # bytes already in hand (shard sources); None -> read `source` in a worker
     class_index: int | None = None  # ImageNet-1k class index (0..999) when known (see module doc)
+    error: str | None = None  # set: the item is a recorded problem of the source (e.g. a broken input shard)
 
 
 def slug_key(text: str, hashed: str | None = None) -> str:
@@ -101,8 +107,12 @@ def walk_images(root: str, rel: str = "", seen: tuple = ()) -> Iterator[tuple[st
         child = f"{rel}/{entry.name}" if rel else entry.name
         if entry.is_dir():
             yield from walk_images(root, child, seen + (ident,))
-        elif entry.is_file() and is_image_name(entry.name):
-            yield child, entry.path
+        elif is_image_name(entry.name) and (entry.is_file() or _is_dangling(entry)):
+            yield child, entry.path  # a dangling symlink is yielded: reading it records "broken symlink"
+
+
+def _is_dangling(entry: os.DirEntry) -> bool:
+    return entry.is_symlink() and not os.path.exists(entry.path)
 
 
 class Source:
@@ -112,7 +122,9 @@ class Source:
     kind: str  # "imagenet-folder" | "image-folder" | "file-list" | "shards" | "samples"
     labelled: bool  # True when items carry labels
 
-    def _records(self) -> Iterator[tuple[str, str, int | None, str | None, bytes | None]]:
+    def _records(self) -> Iterator[tuple]:
+        """(key, source, label, wnid, data) per item, plus an error text as a 6th field for an item
+        that stands for a problem of the source itself (recorded in errors.jsonl, never edited)."""
         raise NotImplementedError
 
     def class_index(self, label: int | None, wnid: str | None) -> int | None:
@@ -120,9 +132,9 @@ class Source:
         return as_imagenet1k_index(label)
 
     def __iter__(self) -> Iterator[SourceItem]:
-        for index, (key, source, label, wnid, data) in enumerate(self._records()):
+        for index, (key, source, label, wnid, data, *error) in enumerate(self._records()):
             yield SourceItem(index=index, key=key, source=source, label=label, wnid=wnid, data=data,
-                             class_index=self.class_index(label, wnid))
+                             class_index=self.class_index(label, wnid), error=error[0] if error else None)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.description}>"
@@ -131,14 +143,14 @@ class Source:
 class ImageFolderSource(Source):
     """Every image below a folder, recursively, unlabelled; key = path_key(relative path)."""
 
-    def __init__(self, root: Path, kind: str = "image-folder"):
+    def __init__(self, root: Path, kind: str = "image-folder", named: str | None = None):
         self.root = str(root)
         self.kind = kind
         self.labelled = False
         self.description = f"{'bundled sample photos' if kind == 'samples' else 'image folder'} {root}"
         if next(walk_images(self.root), None) is None:
-            raise SourceError(f"--data {root}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in it "
-                              "or its subfolders")
+            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+            raise SourceError(f"{named or f'--data {root}'}: no image files ({suffixes}) found in it or its subfolders")
 
     def _records(self):
         for rel, path in walk_images(self.root):
@@ -179,7 +191,7 @@ class ImageNetFolderSource(Source):
                 if entry.is_dir():
                     for rel, path in walk_images(class_dir, entry.name):
                         yield path_key(f"{wnid}/{rel}"), path, label, wnid, None
-                elif entry.is_file() and is_image_name(entry.name):
+                elif is_image_name(entry.name) and (entry.is_file() or _is_dangling(entry)):
                     stem = os.path.splitext(entry.name)[0]
                     plain = stems[stem] == 1 and CLEAN_KEY.fullmatch(stem) and stem.startswith(f"{wnid}_")
                     yield (stem if plain else path_key(f"{wnid}/{entry.name}")), entry.path, label, wnid, None
@@ -205,46 +217,6 @@ def imagenet_classes(root: Path) -> list[str] | None:
 def strip_suffix(path: str) -> str:
     head, _, name = path.rpartition("/")
     return f"{head}/{name.rsplit('.', 1)[0]}" if "." in name else path
-
-
-class ShardSource(Source):
-    """WebDataset tar shards, read member by member in the given order.
-
-    Key: the sample's key in the shard when key-safe (e.g. n01440764_10026; input shards must not
-    repeat keys), else slug_key of it. wnid: the key's 'nXXXXXXXX_' prefix when present."""
-
-    kind = "shards"
-
-    def __init__(self, urls: list[str]):
-        self.urls = urls
-        missing = [u for u in urls if not _is_remote(u) and not os.path.isfile(u)]
-        if missing:
-            raise SourceError(f"--data: shard file {missing[0]} does not exist ({len(missing)} of {len(urls)} "
-                              "shards missing); check the path or brace pattern")
-        first = next(iter_tar_samples(urls[0]), None)
-        if first is None:
-            raise SourceError(f"--data: shard {urls[0]} holds no samples")
-        self.labelled = "cls" in first[1]
-        self.description = f"{len(urls)} WebDataset shard(s) {urls[0]}{' ...' if len(urls) > 1 else ''}"
-
-    def _records(self):
-        for url in self.urls:
-            for member_key, fields in iter_tar_samples(url):
-                key = member_key if CLEAN_KEY.fullmatch(member_key) else slug_key(member_key)
-                image = next((fields[f] for f in SHARD_IMAGE_FIELDS if f in fields), b"")
-                wnid_match = WNID_KEY.fullmatch(member_key)
-                label = _shard_label(fields.get("cls"), f"{url}#{member_key}") if self.labelled else None
-                yield key, f"{url}#{member_key}", label, wnid_match.group(1) if wnid_match else None, image
-
-
-def _shard_label(raw: bytes | None, where: str) -> int | None:
-    if raw is None:
-        return None
-    text = raw.decode("ascii", errors="replace").strip()
-    if not LABEL.fullmatch(text):
-        log.warning("%s: cls %r is not a non-negative integer; treating the sample as unlabelled", where, text)
-        return None
-    return int(text)
 
 
 def _is_remote(url: str) -> bool:
@@ -302,41 +274,51 @@ def bundled_samples_dir() -> Path:
 
 def open_source(data: str | Sequence[str] | None, kind: str | None = None) -> Source:
     """Open a --data value (see module doc). `kind` = "image-folder" forces an unlabelled recursive
-    walk of a folder that would otherwise be taken as class folders."""
+    walk of a folder that would otherwise be taken as class folders. SourceError messages name the
+    value as given (``--data X``, or ``$GENAUG_DATA=X`` when it came from the environment)."""
     if kind not in (None, "image-folder"):
         raise SourceError(f"source kind {kind!r}: only 'image-folder' can be forced (or leave it unset)")
     if data is None or (not isinstance(data, str) and len(data) == 0):
         env = os.environ.get(ENV_DATA, "").strip()
         if env:
             log.info("--data not given: using $%s = %s", ENV_DATA, env)
-            return open_source(env, kind)
+            return _open_one(env, kind, f"${ENV_DATA}={env}")
         samples = bundled_samples_dir()
         log.info("--data not given and $%s unset: using the bundled sample photos in %s", ENV_DATA, samples)
         return ImageFolderSource(samples, kind="samples")
-    if not isinstance(data, str):
-        values = [str(v) for v in data]
-        if len(values) == 1:
-            return open_source(values[0], kind)
-        bad = [v for v in values if not looks_like_shards(v)]
-        if bad:
-            raise SourceError(f"--data {bad[0]!r}: several --data values must all be shards (.tar files or "
-                              "brace patterns); give a single folder or file list instead")
-        return ShardSource(expand_shards(values))
+    if isinstance(data, str):
+        return _open_one(data, kind, f"--data {data}")
+    values = [str(v) for v in data]
+    if len(values) == 1:
+        return _open_one(values[0], kind, f"--data {values[0]}")
+    bad = [v for v in values if not looks_like_shards(v)]
+    if bad:
+        raise SourceError(f"--data {bad[0]}: several --data values must all be shards (.tar files or "
+                          "brace patterns); give a single folder or file list instead")
+    from genaug.shardsource import ShardSource  # here: genaug.shardsource imports this module
+
+    return ShardSource(expand_shards(values), named="--data")
+
+
+def _open_one(data: str, kind: str | None, named: str) -> Source:
+    from genaug.filelist import FileListSource  # here: these modules import this one
+    from genaug.shardsource import ShardSource, read_wids_index
+
     value = os.path.expanduser(data)
     if looks_like_shards(value):
-        return ShardSource(expand_shards(value))
+        return ShardSource(expand_shards(value), named=named)
     path = Path(value)
     if not path.exists():
-        raise SourceError(f"--data {data}: no such file or folder; give an image folder, ImageNet-style "
-                          "class folders, a path[,label] list file, or WebDataset shards")
+        raise SourceError(f"{named}: no such file or folder; give an image folder, ImageNet-style "
+                          "class folders, a path[,label] list file, a wids index.json, or WebDataset shards")
     if path.is_dir():
         classes = None if kind == "image-folder" else imagenet_classes(path)
-        return ImageNetFolderSource(path, classes) if classes else ImageFolderSource(path)
+        return ImageNetFolderSource(path, classes) if classes else ImageFolderSource(path, named=named)
     if is_image_name(path.name):
-        raise SourceError(f"--data {data}: is a single image; give the folder holding it, or a list file")
-    from genaug.filelist import FileListSource  # here: genaug.filelist imports this module
-
-    return FileListSource(path)
+        raise SourceError(f"{named}: is a single image; give the folder holding it, or a list file")
+    if path.suffix.lower() == ".json":
+        return ShardSource(read_wids_index(path, named), named=named)
+    return FileListSource(path, named=named)
 
 
 def read_item_bytes(item: SourceItem) -> bytes:
@@ -345,9 +327,15 @@ def read_item_bytes(item: SourceItem) -> bytes:
         if not item.data:
             raise BadInput("shard sample has no image bytes (no non-empty jpg/jpeg/png/webp field)")
         return item.data
+    if item.error is not None:
+        raise BadInput(item.error)
     try:
         with open(item.source, "rb") as handle:
             data = handle.read()
+    except FileNotFoundError as err:
+        if os.path.islink(item.source):
+            raise BadInput(f"broken symlink (its target {os.readlink(item.source)} does not exist)") from err
+        raise BadInput(f"cannot read file: {err.strerror or err}") from err
     except OSError as err:
         raise BadInput(f"cannot read file: {err.strerror or err}") from err
     if not data:

@@ -1,0 +1,189 @@
+"""Bad inputs and bad settings never crash a build (QA round): broken input shards are recorded and the
+build goes on, duplicate shards and keys are refused or recorded, a wids index.json is a shard input,
+error messages name the value as given, and nothing in --out exists before every check has passed."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import editors
+from cli.main import main
+from genaug.config import BuildConfig, ConfigError
+from genaug.pipeline import run_build
+from genaug.registry import REGISTRY, Preset, WeightFile
+from genaug.sources import open_source
+from imagefactory import make_image_folder, make_wds_shards
+
+TRUNCATED_AFTER = 2  # samples kept from the truncated shard
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _test_editor():
+    editors.register()
+    yield
+    editors.unregister()
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """Two good shards of 4 samples, a copy of shard 0 cut inside its 3rd sample, and a text file."""
+    root = tmp_path_factory.mktemp("shards")
+    made = make_wds_shards(root, n_shards=2, per_shard=4)
+    good = Path(made["urls"][0])
+    with tarfile.open(good) as tar:
+        members = tar.getmembers()  # jpg, cls per sample
+    cut = members[2 * TRUNCATED_AFTER].offset_data + 10
+    truncated = root / "cut-0000.tar"
+    truncated.write_bytes(good.read_bytes()[:cut])
+    fake = root / "fake.tar"
+    fake.write_text("hello, not a tar\n")
+    return {**made, "truncated": str(truncated), "fake": str(fake), "root": root}
+
+
+def _config(out, data, **kw) -> BuildConfig:
+    base = dict(method=editors.METHOD, out=out, data=tuple(data), shard_size=4, batch_size=2, num_workers=0, seed=1)
+    base.update(kw)
+    return BuildConfig(**base)
+
+
+def _errors(out) -> list[dict]:
+    return [json.loads(line) for line in (Path(out) / "errors.jsonl").read_text().splitlines()]
+
+
+def test_a_shard_truncated_mid_stream_is_recorded_and_the_build_goes_on(shards, tmp_path):
+    data = [shards["truncated"], shards["urls"][1]]
+    summary = run_build(_config(tmp_path / "a", data))
+    assert summary.samples == TRUNCATED_AFTER + 4 and summary.errors == 1
+    (error,) = _errors(tmp_path / "a")
+    assert error["path"] == shards["truncated"] and error["shard"] == 0
+    assert error["key"].startswith("cut-0000_input_error-") and "." not in error["key"]
+    assert error["reason"].startswith(f"input shard truncated/corrupt after {TRUNCATED_AFTER} samples: ")
+    samples = editors.read_samples(tmp_path / "a")
+    assert set(shards["keys"][:TRUNCATED_AFTER] + shards["keys"][4:]) == set(samples)
+    run_build(_config(tmp_path / "b", data, batch_size=3))  # the same order and chunks on every run
+    assert editors.output_bytes(tmp_path / "a") == editors.output_bytes(tmp_path / "b")
+
+
+def test_an_unreadable_remote_shard_is_recorded_and_the_build_goes_on(shards, tmp_path):
+    broken = f"pipe:cat {shards['root']}/no-such-shard.tar"
+    summary = run_build(_config(tmp_path / "o", [shards["urls"][0], broken, shards["urls"][1]]))
+    assert summary.samples == 8 and summary.errors == 1
+    (error,) = _errors(tmp_path / "o")
+    assert error["path"] == broken and error["reason"].startswith("input shard truncated/corrupt after 0 samples")
+
+
+@pytest.mark.parametrize("how", ["alone", "second"])
+def test_a_shard_that_is_no_tar_is_refused_before_any_work(shards, tmp_path, how):
+    data = [shards["fake"]] if how == "alone" else [shards["urls"][0], shards["fake"]]
+    with pytest.raises(ConfigError, match=r"shard .*fake\.tar is not a readable tar file"):
+        run_build(_config(tmp_path / "o", data))
+    assert not (tmp_path / "o").exists()
+    args = [a for d in data for a in ("--data", d)]
+    result = CliRunner().invoke(main, ["build", "--method", "test", "--out", str(tmp_path / "o"), *args])
+    assert result.exit_code == 2 and "Traceback" not in result.output and "fake.tar" in result.output
+    assert "--data: --data" not in result.output
+
+
+def test_the_same_shard_given_twice_is_refused(shards, tmp_path):
+    again = str(Path(shards["root"]) / ".." / Path(shards["root"]).name / Path(shards["urls"][0]).name)
+    with pytest.raises(ConfigError, match="is given twice"):
+        run_build(_config(tmp_path / "o", [shards["urls"][0], again]))
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_duplicate_key_in_one_output_shard_is_recorded_and_skipped(shards, tmp_path):
+    other = make_wds_shards(tmp_path / "copy", n_shards=1, per_shard=4, seed=5)  # the same keys, other images
+    summary = run_build(_config(tmp_path / "o", [shards["urls"][0], other["urls"][0]], shard_size=8))
+    assert summary.samples == 4 and summary.errors == 4
+    for error in _errors(tmp_path / "o"):
+        assert error["path"].startswith(other["urls"][0] + "#")
+        assert error["reason"] == f"duplicate key, first seen in {shards['urls'][0]}#{error['key']}"
+    samples = editors.read_samples(tmp_path / "o")
+    assert all(json.loads(s["json"])["source"].startswith(shards["urls"][0]) for s in samples.values())
+
+
+def test_a_wids_index_is_read_as_its_shards(shards, tmp_path):
+    index = {"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": "x",
+             "shardlist": [{"url": Path(u).name, "nsamples": 4} for u in shards["urls"]]}
+    path = Path(shards["root"]) / "index.json"
+    path.write_text(json.dumps(index))
+    source = open_source(str(path))
+    assert source.kind == "shards" and [i.key for i in source] == shards["keys"]
+    (tmp_path / "other.json").write_text('{"a": 1}')
+    with pytest.raises(ConfigError, match=r"other\.json: not a wids shard index"):
+        run_build(_config(tmp_path / "o", [str(tmp_path / "other.json")]))
+
+
+def test_genaug_data_is_named_as_the_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENAUG_DATA", "/nope")
+    with pytest.raises(ConfigError) as err:
+        run_build(BuildConfig(method=editors.METHOD, out=tmp_path / "o"))
+    assert str(err.value).startswith("$GENAUG_DATA=/nope: no such file or folder")
+    assert "--data" not in str(err.value).split(";")[0]
+
+
+def test_a_dangling_symlink_is_recorded_not_dropped(tmp_path):
+    folder = make_image_folder(tmp_path / "imgs", n=3, odd=False)
+    os.symlink(tmp_path / "gone.jpg", folder["root"] / "link.jpg")
+    summary = run_build(_config(tmp_path / "o", [str(folder["root"])]))
+    assert summary.samples == 3 and summary.errors == 1
+    (error,) = _errors(tmp_path / "o")
+    assert error["path"] == str(folder["root"] / "link.jpg") and error["reason"].startswith("broken symlink")
+
+
+# ---- weights that cannot be loaded, and checks that need the editor --------------------------------------
+def _load_weights(ctx):
+    if ctx.options["amplitude"] == 99:
+        raise KeyError("unexpected key in the weights_only unpickler")
+    torch.load(ctx.weights["w"], map_location="cpu", weights_only=True)
+    return editors.InvertNoiseEditor(ctx)
+
+
+@pytest.fixture
+def weighted_preset():
+    preset = Preset(name="test-weighted", method=editors.METHOD, description="test preset with a weight file",
+                    files=(WeightFile("w", "w.pt", "http://127.0.0.1:9/w.pt", None),), build=_load_weights)
+    REGISTRY.register_preset(preset)
+    yield preset
+    REGISTRY.unregister_preset(preset.name)
+
+
+def _zip_cut(path: Path) -> bytes:
+    torch.save({"a": torch.zeros(4)}, path)
+    return path.read_bytes()[:200]
+
+
+@pytest.mark.parametrize("content,amplitude,error", [
+    (b"garbage, not a torch file", 8, pickle.UnpicklingError),
+    ("zip-cut", 8, RuntimeError),
+    (b"garbage", 99, KeyError),
+])
+def test_weights_that_cannot_be_loaded_are_a_config_error_and_leave_no_out(
+        weighted_preset, tmp_path, content, amplitude, error, shards):
+    path = tmp_path / "w.pt"
+    path.write_bytes(_zip_cut(tmp_path / "full.pt") if content == "zip-cut" else content)
+    out = tmp_path / "out"
+    config = _config(out, [shards["urls"][0]], preset=weighted_preset.name, weights=path,
+                     options={"amplitude": amplitude})
+    with pytest.raises(ConfigError) as err:
+        run_build(config)
+    text = str(err.value)
+    assert str(path) in text and "test-weighted" in text and "--weights" in text
+    assert isinstance(err.value.__cause__, error)
+    assert not out.exists()
+
+
+def test_a_refused_option_value_leaves_no_out(shards, tmp_path):
+    out = tmp_path / "new" / "out"
+    result = CliRunner().invoke(main, ["build", "--method", "mask", "--preset", "maskgit-tiny", "--class-token",
+                                       "fixed:5000", "--data", shards["urls"][0], "--out", str(out)])
+    assert result.exit_code == 2 and "fixed:5000" in result.output, result.output
+    assert not (tmp_path / "new").exists()
