@@ -224,3 +224,15 @@ def test_truncated_shard_is_skipped_and_listed_under_warnings(tmp_path):
     assert "unreadable shard" in warning and "left out" in warning
     assert report["errors"]["count"] == 0  # no sample-level errors
     assert "shard-0001.tar: unreadable shard" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_unfinished_build_is_a_report_warning(tmp_path):
+    from genaug.report.report import ReportOptions, generate_report
+
+    make_shards(tmp_path / "run", n_samples=2, shard_size=2)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(dict(manifest, status="running")))
+    report = generate_report([tmp_path / "run"], tmp_path / "out",
+                             ReportOptions(batch_size=2, contact_pairs=1, classic=False), features=None)
+    (warning,) = [w for w in report["warnings"] if "build not finished" in w]
+    assert "1 shard(s) done" in warning and "only the finished shards" in warning

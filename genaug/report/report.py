@@ -25,6 +25,7 @@ from genaug.batches import device_name
 from genaug.report import classic, fid, plots, tables
 from genaug.report.reader import Pair, ReportInputError, RunFolder, discover, iter_pairs
 from genaug.report.scores import SSIM_SETTINGS, ssim
+from genaug.runstatus import read_build_status
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,14 @@ def _classic_settings(rows: list[Row], options: ReportOptions) -> dict | None:
     return classic.describe() | {"seed": options.seed, "images": f"the real images of {fed.label}"}
 
 
+def _build_warnings(runs: Sequence[RunFolder]) -> list[str]:
+    """One warning per run folder whose manifest.json says the build did not complete: its table rows
+    cover only the finished shards, and its timing columns are unknown until the build completes."""
+    statuses = (read_build_status(run.path) for run in runs)
+    return [f"{status.folder}: {status.problem()}; its rows cover only the finished shards"
+            for status in statuses if status is not None and not status.finished]
+
+
 def _shard_warnings(errors: list[dict]) -> list[str]:
     """One warning per shard that stopped being readable (reader.iter_pairs records it with key None)."""
     return [f"{e['shard']}: {e['reason']}" for e in errors if e.get("key") is None]
@@ -250,7 +259,7 @@ def generate_report(paths: Sequence[str | Path], out_dir: str | Path, options: R
             "classic": _classic_settings(rows, options),
             "max_samples_per_run": options.max_samples,
         },
-        "warnings": _shard_warnings(errors) + ([few] if few else []),
+        "warnings": _build_warnings(runs) + _shard_warnings(errors) + ([few] if few else []),
         "errors": {"count": len(samples), "first": samples[:20]},
     }
     report["pictures"] = _pictures(rows, runs, out, options)
