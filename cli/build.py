@@ -171,6 +171,13 @@ def build(method, preset, data, out, batch_size, num_workers, device, precision,
         raise click.UsageError(str(err)) from err
     except BuildError as err:
         raise click.ClickException(f"{err}\nCompleted shards are valid; rerun the same command to resume.") from err
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.close()
+            progress = None
+        click.echo(f"\ninterrupted: completed shards in {out} are kept; rerun the same command to resume the "
+                   "build.", err=True)
+        sys.exit(130)
     finally:
         if progress is not None:
             progress.close()

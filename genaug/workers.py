@@ -13,7 +13,9 @@ import dataclasses
 import io
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -21,6 +23,7 @@ import numpy as np
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+PARENT_POLL_S = 1.0  # how often a worker checks that the build process is still alive
 
 
 @dataclasses.dataclass
@@ -32,12 +35,24 @@ class Decoded:
     reason: str | None = None  # why the input was skipped
 
 
-def init_worker() -> None:
-    """Process initialiser: one thread per worker (the machine's cores are shared)."""
+def init_worker(parent_pid: int | None = None) -> None:
+    """Process initialiser: one thread per worker (the machine's cores are shared); Ctrl-C is left to
+    the build process (which stops the pool); the worker exits when the build process dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in _THREAD_ENV:
         os.environ[name] = "1"
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
+    if parent_pid is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="genaug-parent-watch",
+                         daemon=True).start()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Exit at once when the build process is gone (e.g. killed with SIGKILL), instead of lingering."""
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
 
 
 def decode_batch(items: Sequence[Any], resolution: int, resample: str = "bicubic") -> tuple[list[Decoded], float]:
@@ -106,4 +121,5 @@ def make_executor(num_workers: int) -> cf.Executor:
         max_workers=num_workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=init_worker,
+        initargs=(os.getpid(),),
     )
