@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import tarfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -44,11 +45,20 @@ def real_view(real_bytes: bytes, meta: dict, size: tuple[int, int]) -> Image.Ima
     return upright.crop((left, top, right, bottom)).resize(size, Image.Resampling.BICUBIC)
 
 
+def _readable_samples(shard: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """The samples of `shard` up to where it stops being readable (a truncated tar is logged)."""
+    try:
+        yield from iter_tar_samples(str(shard))
+    except (tarfile.TarError, OSError) as err:
+        log.warning("%s: unreadable from here on (%s: %s); the rest is left out of the grid",
+                    shard.name, type(err).__name__, err)
+
+
 def iter_pairs(shards: Sequence[Path], n: int) -> Iterator[tuple[str, Image.Image, Image.Image]]:
     """(key, real view, aug) for the first `n` samples whose pair decodes; others are logged."""
     found = 0
     for shard in shards:
-        for key, fields in iter_tar_samples(str(shard)):
+        for key, fields in _readable_samples(shard):
             aug_name = next((f for f in AUG_FIELDS if f in fields), None)
             if aug_name is None or "real.jpg" not in fields or "json" not in fields:
                 log.warning("%s [%s]: left out of the grid: incomplete pair", shard.name, key)

@@ -302,3 +302,13 @@ def test_input_shards_count_cls_labels_and_are_not_genaug(tmp_path):
     assert "not genaug shards" in text.output
     verify = runner.invoke(main, ["inspect", str(tmp_path), "--verify"])
     assert verify.exit_code == 1 and verify.output.count("not genaug shards") == 2
+
+
+def test_grid_skips_the_unreadable_part_of_a_truncated_shard(tmp_path):
+    paths = make_shards(tmp_path / "run", n_samples=4, shard_size=2)
+    with tarfile.open(paths[1]) as tar:
+        member = tar.getmembers()[-2]
+    paths[1].write_bytes(paths[1].read_bytes()[: member.offset_data + member.size // 2])
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path / "run"), "--grid", str(tmp_path / "g.png")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "shard-0001.tar: not a readable tar" in result.output and (tmp_path / "g.png").is_file()
