@@ -71,15 +71,14 @@ def test_deterministic_per_seed(tiny):
 
 
 def test_batch_size_independence(tiny):
-    """A sample alone equals itself in a batch: identical random choices, pixels equal up to the
-    float rounding of batched kernels (at most 1 level on a handful of pixels)."""
+    """A sample alone equals itself in a batch, bit for bit (fixed compute chunks; more batch sizes and
+    options in test_batch_invariance.py)."""
     images, labels = _images(tiny), _labels()
     batch = tiny.edit(images, SEEDS, labels)
     for i in range(3):
         alone = tiny.edit(images[i : i + 1], SEEDS[i : i + 1], labels[i : i + 1])
         assert alone.params[0] == batch.params[i]
-        diff = (alone.images[0].int() - batch.images[i].int()).abs()
-        assert int(diff.max()) <= 1 and int((diff > 0).sum()) <= diff.numel() // 1000
+        assert torch.equal(alone.images[0], batch.images[i])
 
 
 def test_describe(tiny):
@@ -177,7 +176,7 @@ def _captured(monkeypatch, editor, labels):
     spy = _Spy(editor)
     monkeypatch.setattr(editor.model, "inpaint", spy)
     result = editor.edit(_images(editor), SEEDS, labels)
-    return result, spy.seqs[0]
+    return result, spy.seqs[0][: len(labels)]  # the model runs a padded compute chunk: the real rows
 
 
 def test_mask_sequence_ring_and_label(monkeypatch):
@@ -238,7 +237,7 @@ def test_mask_composite_blends_the_decoded_image_into_the_input(monkeypatch):
     a = plain.edit(images, SEEDS, _labels())
     b = blended.edit(images, SEEDS, _labels())
     assert [p["composite"] for p in a.params + b.params] == [False] * 3 + [True] * 3
-    expected = mask_method.patterns.composite(decoded[0], images.float() / 255.0,
+    expected = mask_method.patterns.composite(decoded[0][:3], images.float() / 255.0,
                                               mask_method.patterns.ring_mask(16, 4).expand(3, 16, 16))
     assert torch.equal(b.images, mask_method.to_uint8(expected, 0.0, 1.0))
     assert torch.equal(b.images[..., :8, :8], images[..., :8, :8])  # far outside the mask: the input

@@ -1,11 +1,12 @@
-"""Helpers shared by the built-in editors: input checks, precision, per-sample generators, uint8 output."""
+"""Helpers shared by the built-in editors: input checks, precision, per-sample generators, uint8 output,
+and the fixed-shape compute chunks that make an editor's output independent of the batch size."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import time
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -156,9 +157,128 @@ def random_init_seeded(build, seed: int):
         return build()
 
 
-def time_editor(editor, batch_size: int, n_images: int, seed: int = 0) -> float:
+# ---- batch-size independence ----------------------------------------------------------------------
+# Batched kernels round differently for different batch shapes (oneDNN convolution algorithms, GEMM
+# blocking, cuBLAS split-K) and for different CPU thread counts. At ONE fixed shape a sample's result is
+# bit-identical whatever its position in the batch and whatever its neighbours (measured on both tiny
+# presets, CPU, 1 and 2 threads, chunks of 8 and 16). So the editors run every model stage on chunks of
+# exactly `compute_chunk` samples, whatever batch the pipeline hands over, and on the CPU pin torch's
+# intra-op threads to CPU_THREADS while they compute.
+COMPUTE_CHUNKS = {"cpu": 8, "cuda": 32}  # samples per model call, by device type (every preset)
+DEFAULT_COMPUTE_CHUNK = 8  # other device types
+CPU_THREADS = 1  # torch intra-op threads of CPU editor stages (CPU builds are smoke runs)
+
+
+def compute_chunk_for(device: torch.device) -> int:
+    """The fixed number of samples per model call on `device` (independent of --batch-size)."""
+    return COMPUTE_CHUNKS.get(torch.device(device).type, DEFAULT_COMPUTE_CHUNK)
+
+
+def map_chunks(fn: Callable[..., Any], chunk: int | None, *args: Any) -> Any:
+    """fn over fixed-shape chunks of exactly `chunk` samples; returns fn's outputs for the real samples.
+
+    args: per-sample tensors (leading dim B) or sequences of B items; fn returns a tensor or a tuple of
+    tensors / lists with one entry per sample of its chunk. The last chunk is padded by repeating its last
+    sample; padding results are discarded. Per-sample torch.Generators must not be passed (a padding copy
+    would consume the real sample's draws): pass seeds and make the generators inside fn, so padding gets
+    fresh generators. chunk None: one call on the whole batch (the unpadded path of timing probes)."""
+    n = len(args[0])
+    if any(len(a) != n for a in args):
+        raise ValueError(f"map_chunks: per-sample arguments of lengths {[len(a) for a in args]}")
+    if any(isinstance(a, (list, tuple)) and any(isinstance(v, torch.Generator) for v in a) for a in args):
+        raise TypeError("map_chunks: pass seeds, not torch.Generators (padding would share their draws)")
+    if chunk is None or n == 0:
+        return fn(*args)
+    pieces = []
+    for start in range(0, n, chunk):
+        real = min(chunk, n - start)
+        out = fn(*(_pad(a[start:start + real], chunk) for a in args))
+        pieces.append(tuple(o[:real] for o in out) if isinstance(out, tuple) else out[:real])
+    if not isinstance(pieces[0], tuple):
+        return _join(pieces)
+    return tuple(_join(list(parts)) for parts in zip(*pieces))
+
+
+def _pad(part: Any, size: int) -> Any:
+    missing = size - len(part)
+    if missing == 0:
+        return part
+    if isinstance(part, torch.Tensor):
+        return torch.cat([part, part[-1:].expand(missing, *part.shape[1:])])
+    return list(part) + [part[-1]] * missing
+
+
+def _join(parts: list) -> Any:
+    return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else [v for p in parts for v in p]
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int | None) -> Iterator[None]:
+    """torch intra-op threads set to `threads` inside (None: unchanged); the caller's count restored after.
+    The setting is process-global."""
+    saved = torch.get_num_threads()
+    change = threads is not None and threads != saved
+    try:
+        if change:
+            torch.set_num_threads(threads)
+        yield
+    finally:
+        if change:
+            torch.set_num_threads(saved)
+
+
+class FixedChunks:
+    """Mixin of the built-in editors: model stages on fixed-shape chunks, CPU threads pinned.
+
+    compute_chunk: samples per model call (None: the whole batch, see `unchunked`); cpu_threads: torch
+    threads while computing on the CPU (None on other devices: left as the caller set them)."""
+
+    compute_chunk: int | None = None
+    cpu_threads: int | None = None
+
+    def init_chunks(self, device: torch.device) -> None:
+        self.compute_chunk = compute_chunk_for(device)
+        self.cpu_threads = CPU_THREADS if device.type == "cpu" else None
+        self._chunk_hint_logged = False
+
+    def run_chunked(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """map_chunks(fn, self.compute_chunk, *args) with the CPU threads pinned."""
+        n, chunk = len(args[0]), self.compute_chunk
+        if chunk and n % chunk and not getattr(self, "_chunk_hint_logged", True):
+            self._chunk_hint_logged = True
+            log.info("batch of %d is not a multiple of the editor's fixed compute chunk of %d samples: the last "
+                     "chunk of each batch is padded (same output, wasted compute); use a --batch-size that is a "
+                     "multiple of %d", n, chunk, chunk)
+        with pinned_threads(self.cpu_threads):
+            return map_chunks(fn, chunk, *args)
+
+    def chunk_facts(self) -> dict:
+        """For describe(): the settings that fix the kernels' shapes and threads."""
+        return {"compute_chunk": self.compute_chunk, "cpu_threads": self.cpu_threads}
+
+
+@contextlib.contextmanager
+def unchunked(editor) -> Iterator[None]:
+    """Inside, a FixedChunks editor runs each edit() call as ONE model call on the batch as given (no
+    padding): for timing a true batch-1 (or batch-B) forward. Its output may then differ from the build's
+    in the last float bits. A no-op for other editors."""
+    if not isinstance(editor, FixedChunks):
+        yield
+        return
+    saved = editor.compute_chunk
+    editor.compute_chunk = None
+    try:
+        yield
+    finally:
+        editor.compute_chunk = saved
+
+
+def time_editor(editor, batch_size: int, n_images: int, seed: int = 0, chunked: bool = False) -> float:
     """Seconds per image of `editor.edit` at `batch_size`, over at least `n_images` images after one
-    warm-up batch (random uint8 inputs, labels 0, synchronised on CUDA). For benchmarks."""
+    warm-up batch (random uint8 inputs, labels 0, synchronised on CUDA). For benchmarks.
+
+    chunked False (default): one model call on exactly `batch_size` samples (`unchunked`: batch 1 is a
+    true batch-1 forward); True: as the build runs it, in the editor's fixed compute chunks."""
     device = getattr(editor, "device", torch.device("cpu"))
     r = editor.resolution
     gen = torch.Generator().manual_seed(seed)
@@ -171,15 +291,17 @@ def time_editor(editor, batch_size: int, n_images: int, seed: int = 0) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    run(-1)  # warm-up: allocator, kernels, autotuning
-    start = time.perf_counter()
-    for i in range(batches):
-        run(i)
-    return (time.perf_counter() - start) / (batches * batch_size)
+    with contextlib.nullcontext() if chunked else unchunked(editor):
+        run(-1)  # warm-up: allocator, kernels, autotuning
+        start = time.perf_counter()
+        for i in range(batches):
+            run(i)
+        return (time.perf_counter() - start) / (batches * batch_size)
 
 
 def sweep_batch_sizes(editor, batch_sizes: Sequence[int], n_images: int) -> list[dict]:
-    """time_editor at each batch size: [{batch_size, ms_per_image, images_per_s, ratio_to_batch1}].
+    """time_editor (unchunked: one model call per batch) at each batch size:
+    [{batch_size, ms_per_image, images_per_s, ratio_to_batch1}].
 
     The ratio is batch 1's ms/image divided by this batch size's (the speed-up), measured in this run."""
     rows = []

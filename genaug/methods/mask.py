@@ -17,7 +17,7 @@ import torch
 
 from genaug.methods import masks as patterns
 from genaug.methods.editing import (
-    RANDOM_INIT_WARNING, autocast, check_batch, count_parameters, dtype_name, random_init_seeded,
+    RANDOM_INIT_WARNING, FixedChunks, autocast, check_batch, count_parameters, dtype_name, random_init_seeded,
     resolve_precision, stream_generators, stream_seed, to_uint8,
 )
 from genaug.registry import REGISTRY, Editor, EditorContext, EditResult, MethodSpec, OptionSpec, Preset, WeightFile
@@ -135,8 +135,9 @@ def validate_options(options: Mapping[str, Any], grid: int, num_classes: int) ->
     return ClassToken.parse(str(options["class_token"]), num_classes)
 
 
-class MaskEditor(Editor):
-    """Batched GenCL mask edit with a MaskGIT model; per-sample seeded, batch-size independent."""
+class MaskEditor(FixedChunks, Editor):
+    """Batched GenCL mask edit with a MaskGIT model; per-sample seeded, batch-size independent (random
+    draws from per-sample streams; every model stage and the decoding loop on fixed-shape chunks)."""
 
     method = "mask"
     # the official MaskGIT demo loads images with PIL resize(..., Image.BICUBIC) (maskgit/utils.py)
@@ -159,6 +160,7 @@ class MaskEditor(Editor):
         self.num_classes = cfg.num_classes
         self.class_token = validate_options(self.options, self.grid, self.num_classes)
         self.requires_labels = self.class_token.strategy == "label"
+        self.init_chunks(device)
 
     # ---- per-sample choices ------------------------------------------------------------------
     def _classes(self, seeds: Sequence[int], labels: torch.Tensor) -> list[int]:
@@ -204,31 +206,38 @@ class MaskEditor(Editor):
     # ---- the edit ------------------------------------------------------------------------------
     @torch.no_grad()
     def edit(self, images: torch.Tensor, seeds: Sequence[int], labels: torch.Tensor) -> EditResult:
-        batch = check_batch(images, seeds, labels, self.resolution)
+        check_batch(images, seeds, labels, self.resolution)
         classes = self._classes(seeds, labels)
         mask = self._masks(seeds)  # (B, h, w) bool
-        o = self.options
-        x = self._prepare(images)  # (B, 3, R, R) float in [0, 1]
+        class_ids = torch.tensor(classes, dtype=torch.long, device=self.device)
+        out, n_masked, changed = self.run_chunked(self._compute, images, [int(s) for s in seeds], class_ids, mask)
+        return EditResult(out, [self._params(s, c, m, ch) for s, c, m, ch in zip(seeds, classes, n_masked, changed)])
+
+    def _compute(self, images: torch.Tensor, seeds: Sequence[int], classes: torch.Tensor,
+                 mask: torch.Tensor) -> tuple[torch.Tensor, list[int], list[int]]:
+        """One fixed-shape chunk: uint8 (C, 3, R, R), C seeds, class ids (C,), masks (C, h, w) ->
+        (uint8 (C, 3, R, R), masked token counts, changed token counts)."""
+        batch, o = images.shape[0], self.options
+        x = self._prepare(images)  # (C, 3, R, R) float in [0, 1]
         with autocast(self.device, self.encode_dtype):
-            tokens = self.model.encode(x)  # (B, h, w) int64
+            tokens = self.model.encode(x)  # (C, h, w) int64
         with autocast(self.device, self.amp_dtype):
-            image_seq = torch.where(mask, torch.full_like(tokens, -1), tokens).view(batch, -1)  # (B, h*w)
-            class_ids = torch.tensor(classes, dtype=image_seq.dtype, device=self.device) + self.codebook_size
-            seq = torch.cat([class_ids[:, None], image_seq], dim=1)  # (B, 1 + h*w)
+            image_seq = torch.where(mask, torch.full_like(tokens, -1), tokens).view(batch, -1)  # (C, h*w)
+            class_ids = classes.to(image_seq.dtype) + self.codebook_size
+            seq = torch.cat([class_ids[:, None], image_seq], dim=1)  # (C, 1 + h*w)
             steps = self.model.inpaint(
                 seq, num_iter=o["num_iter"], start_iter=o["start_iter"],
                 choice_temperature=o["choice_temperature"],
-                generator=stream_generators(seeds, "decode", self.device),
-            )  # (B, num_iter, 1 + h*w)
-            final = steps[:, -1, 1:].reshape(batch, self.grid, self.grid)  # (B, h, w)
-            decoded = self.model.decode(final)  # (B, 3, R, R) float, unclipped
+                generator=stream_generators(seeds, "decode", self.device),  # fresh ones, also for padding
+            )  # (C, num_iter, 1 + h*w)
+            final = steps[:, -1, 1:].reshape(batch, self.grid, self.grid)  # (C, h, w)
+            decoded = self.model.decode(final)  # (C, 3, R, R) float, unclipped
         if o["composite"]:
             with autocast(self.device, None):
-                decoded = patterns.composite(decoded, x, mask)  # (B, 3, R, R)
-        out = to_uint8(decoded, 0.0, 1.0)
+                decoded = patterns.composite(decoded, x, mask)  # (C, 3, R, R)
         n_masked = mask.flatten(1).sum(1).tolist()
         changed = ((final != tokens) & mask).flatten(1).sum(1).tolist()
-        return EditResult(out, [self._params(s, c, m, ch) for s, c, m, ch in zip(seeds, classes, n_masked, changed)])
+        return to_uint8(decoded, 0.0, 1.0), n_masked, changed
 
     def _params(self, seed: int, cls: int, n_masked: int, changed: int) -> dict:
         o = self.options
@@ -260,7 +269,7 @@ class MaskEditor(Editor):
             "input_resample": self.input_resample,
             "options": dict(self.options), "precision": self.precision,
             "autocast": dtype_name(self.amp_dtype), "autocast_encoder": dtype_name(self.encode_dtype),
-            "device": str(self.device), "random_init": self.random_init,
+            "device": str(self.device), "random_init": self.random_init, **self.chunk_facts(),
         }
 
 

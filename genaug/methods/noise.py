@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from genaug.methods.editing import (
-    RANDOM_INIT_WARNING, autocast, check_batch, count_parameters, dtype_name, resolve_precision,
+    RANDOM_INIT_WARNING, FixedChunks, autocast, check_batch, count_parameters, dtype_name, resolve_precision,
     stream_generators, stream_seed, to_uint8,
 )
 from genaug.registry import REGISTRY, Editor, EditorContext, EditResult, MethodSpec, OptionSpec, Preset, WeightFile
@@ -55,8 +55,9 @@ def validate_options(options: Mapping[str, Any]) -> None:
         raise ValueError(f"--candidates {options['candidates']}: must be in [1, {_MAX_CANDIDATES}] (paper: 1)")
 
 
-class NoiseEditor(Editor):
-    """Batched GenCL noise edit; a sample's z comes from its own seed, so batches do not matter."""
+class NoiseEditor(FixedChunks, Editor):
+    """Batched GenCL noise edit; a sample's z comes from its own seed and the models run on fixed-shape
+    chunks, so batches do not matter."""
 
     method = "noise"
     requires_labels = False
@@ -79,6 +80,7 @@ class NoiseEditor(Editor):
         self.options = dict(options)
         self.resolution = generator.config.resolution
         self.dim_z = generator.dim_z
+        self.init_chunks(device)
 
     def _noise(self, seeds: Sequence[int]) -> torch.Tensor:
         """(B, K, dim_z) float32 on the device, drawn on the CPU from each sample's z stream."""
@@ -88,23 +90,30 @@ class NoiseEditor(Editor):
 
     @torch.no_grad()
     def edit(self, images: torch.Tensor, seeds: Sequence[int], labels: torch.Tensor) -> EditResult:
-        batch = check_batch(images, seeds, labels, self.resolution)
+        check_batch(images, seeds, labels, self.resolution)
         z = self._noise(seeds)  # (B, K, dim_z)
-        feats = self._features(images)  # (B, 2048) unit norm
-        best = self._generate(z[:, 0], feats)  # (B, 3, R, R) in [-1, 1]
+        out, chosen, dist = self.run_chunked(self._compute, images, z)
+        params = [self._params(s, int(c), float(d)) for s, c, d in zip(seeds, chosen.tolist(), dist.tolist())]
+        return EditResult(out, params)
+
+    def _compute(self, images: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One fixed-shape chunk: uint8 (C, 3, R, R), z (C, K, dim_z) -> (uint8 (C, 3, R, R), chosen
+        candidate (C,), its feature distance (C,), nan for one candidate)."""
+        batch = images.shape[0]
+        feats = self._features(images)  # (C, 2048) unit norm
+        best = self._generate(z[:, 0], feats)  # (C, 3, R, R) in [-1, 1]
         chosen = torch.zeros(batch, dtype=torch.long, device=self.device)
         dist = torch.full((batch,), float("nan"), device=self.device)
         if z.shape[1] > 1:
             dist = self._distance(best, feats)
             for k in range(1, z.shape[1]):
-                out = self._generate(z[:, k], feats)  # (B, 3, R, R)
-                d = self._distance(out, feats)  # (B,)
+                out = self._generate(z[:, k], feats)  # (C, 3, R, R)
+                d = self._distance(out, feats)  # (C,)
                 better = d < dist  # strict: ties keep the earlier candidate
                 best = torch.where(better[:, None, None, None], out, best)
                 dist = torch.where(better, d, dist)
                 chosen = torch.where(better, torch.full_like(chosen, k), chosen)
-        params = [self._params(s, int(c), float(d)) for s, c, d in zip(seeds, chosen.tolist(), dist.tolist())]
-        return EditResult(to_uint8(best, -1.0, 1.0), params)
+        return to_uint8(best, -1.0, 1.0), chosen, dist
 
     def _features(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 or float [0, 1] (B, 3, H, W) -> (B, 2048) unit SwAV features, fp32 unless --precision bf16."""
@@ -140,7 +149,7 @@ class NoiseEditor(Editor):
             "z_dims": self.dim_z, "input_resample": self.input_resample, "options": dict(self.options),
             "precision": self.precision,
             "autocast": dtype_name(self.amp_dtype), "autocast_encoder": dtype_name(self.encoder_dtype),
-            "device": str(self.device), "random_init": self.random_init,
+            "device": str(self.device), "random_init": self.random_init, **self.chunk_facts(),
         }
 
 
