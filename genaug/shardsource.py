@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import tarfile
 from pathlib import Path
 
@@ -80,8 +81,22 @@ def _check_local_shards(urls: list[str], named: str) -> None:
             raise SourceError(f"{named}: shard {url} is given twice (also as {seen[ident]}); give each input "
                               "shard once (its samples would be duplicated)")
         seen[ident] = url
-        if not _is_remote(url):
+        if _is_remote(url):
+            _check_scheme(url, named)
+        else:
             _check_header(url, named)
+
+
+def _check_scheme(url: str, named: str) -> None:
+    """A remote shard URL whose scheme webdataset.gopen can open (else it would fail mid-run)."""
+    import webdataset  # noqa: F401  (loads webdataset.gopen; the build process has torch already)
+
+    scheme = "pipe" if url.startswith("pipe:") else url.split("://", 1)[0].lower()
+    schemes = set(sys.modules["webdataset.gopen"].gopen_schemes) - {"__default__"} | {"file"}
+    if scheme not in schemes:
+        raise SourceError(f"{named}: shard URL {url}: webdataset cannot open {scheme}:// URLs (it opens "
+                          f"{', '.join(sorted(schemes))}); use pipe:<command> (e.g. pipe:aws s3 cp {url} -) "
+                          "or a local copy")
 
 
 def _check_header(path: str, named: str) -> None:

@@ -92,6 +92,12 @@ def test_a_shard_that_is_no_tar_is_refused_before_any_work(shards, tmp_path, how
     assert "--data: --data" not in result.output
 
 
+def test_a_shard_url_webdataset_cannot_open_is_refused_before_any_work(shards, tmp_path):
+    with pytest.raises(ConfigError, match=r"s3://bucket/x-0000\.tar: webdataset cannot open s3:// URLs.*pipe:"):
+        run_build(_config(tmp_path / "o", [shards["urls"][0], "s3://bucket/x-0000.tar"]))
+    assert not (tmp_path / "o").exists()
+
+
 def test_the_same_shard_given_twice_is_refused(shards, tmp_path):
     again = str(Path(shards["root"]) / ".." / Path(shards["root"]).name / Path(shards["urls"][0]).name)
     with pytest.raises(ConfigError, match="is given twice"):
