@@ -141,3 +141,15 @@ def test_build_shards_are_byte_identical_for_batch_sizes_1_and_4(tmp_path, prese
         outputs.append(editors.output_bytes(out))
     assert len([k for k in outputs[0] if k.startswith("shard-")]) == -(-n // 3)
     assert outputs[0] == outputs[1]
+
+
+@pytest.mark.xfail(reason="pipeline.probe_batch1_ms must wrap its edit calls in editing.unchunked(editor) "
+                          "(genaug/pipeline.py, owned by the pipeline engineer); until then it times a padded chunk")
+def test_pipeline_batch1_probe_times_a_true_batch_1():
+    from genaug.pipeline import probe_batch1_ms
+
+    editor = _editor("icgan-tiny")
+    seen, encoder = [], editor.encoder
+    editor.encoder = lambda x: (seen.append(x.shape[0]), encoder(x))[1]
+    assert probe_batch1_ms(editor, torch.device("cpu"), seed=0, repeats=1) > 0
+    assert seen == [1, 1] and editor.compute_chunk == 8
