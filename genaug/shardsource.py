@@ -25,6 +25,7 @@ from genaug.sources import (
 log = logging.getLogger(__name__)
 
 LABEL_PROBE = 3  # shards tried for a first sample when remote ones fail
+END_CHECK_BYTES = 1 << 20  # bytes after a tar's last member checked to be zero padding
 
 
 class ShardSource(Source):
@@ -44,13 +45,16 @@ class ShardSource(Source):
 
     def _records(self):
         for url in self.urls:
-            count = 0
+            count, problem = 0, None
             try:
                 for member_key, fields in iter_tar_samples(url):
                     yield self._record(url, member_key, fields)
                     count += 1
+                problem = tar_end_problem(url)  # tarfile ends silently at a bad or missing header
             except SHARD_READ_ERRORS as err:
-                reason = f"input shard truncated/corrupt after {count} samples: {type(err).__name__}: {err}"
+                problem = f"{type(err).__name__}: {err}"
+            if problem is not None:
+                reason = f"input shard truncated/corrupt after {count} samples: {problem}"
                 log.warning("%s: %s; going on with the next shard", url, reason)
                 yield broken_shard_key(url), url, None, None, None, reason
 
@@ -60,6 +64,31 @@ class ShardSource(Source):
         wnid_match = WNID_KEY.fullmatch(member_key)
         label = _shard_label(fields.get("cls"), f"{url}#{member_key}") if self.labelled else None
         return key, f"{url}#{member_key}", label, wnid_match.group(1) if wnid_match else None, image
+
+
+def tar_end_problem(url: str) -> str | None:
+    """Why a local, uncompressed tar that tarfile read to its end did not end properly, else None.
+
+    tarfile stops without an error at a header that is cut off or invalid after the first one, which
+    would silently drop the rest of the shard; a proper tar ends with two zero blocks and zero padding
+    (only headers are read here: tarfile seeks over the member data)."""
+    if _is_remote(url) or not url.lower().endswith(".tar"):
+        return None  # compressed or remote: only what tarfile itself reports
+    with tarfile.open(url, "r:") as tar:
+        for _ in tar:
+            pass
+        end = tar.offset
+    size = os.path.getsize(url)
+    with open(url, "rb") as handle:
+        handle.seek(end)
+        tail = handle.read(END_CHECK_BYTES)
+    if size - end < 2 * tarfile.BLOCKSIZE:
+        return f"the tar ends at byte {size} without its end-of-archive blocks (cut off after byte {end})"
+    if tail[:2 * tarfile.BLOCKSIZE].strip(b"\0"):
+        return f"invalid tar header at byte {end}"
+    if tail.strip(b"\0"):
+        return f"data after the end-of-archive blocks at byte {end} (concatenated tars?)"
+    return None
 
 
 def broken_shard_key(url: str) -> str:

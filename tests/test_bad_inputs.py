@@ -72,6 +72,23 @@ def test_a_shard_truncated_mid_stream_is_recorded_and_the_build_goes_on(shards, 
     assert editors.output_bytes(tmp_path / "a") == editors.output_bytes(tmp_path / "b")
 
 
+@pytest.mark.parametrize("damage", ["cut-at-header", "bad-header", "concatenated"])
+def test_a_shard_that_tarfile_would_end_silently_is_recorded(shards, tmp_path, damage):
+    good = Path(shards["urls"][0]).read_bytes()
+    with tarfile.open(shards["urls"][0]) as tar:
+        third = tar.getmembers()[2 * TRUNCATED_AFTER].offset  # header of the 3rd sample's first member
+    damaged = {"cut-at-header": good[:third],
+               "bad-header": good[:third] + b"\x07" * 512 + good[third + 512:],
+               "concatenated": good + Path(shards["urls"][1]).read_bytes()}[damage]
+    path = tmp_path / "damaged.tar"
+    path.write_bytes(damaged)
+    summary = run_build(_config(tmp_path / "o", [str(path)]))
+    kept = 4 if damage == "concatenated" else TRUNCATED_AFTER
+    assert summary.samples == kept and summary.errors == 1
+    (error,) = _errors(tmp_path / "o")
+    assert error["reason"].startswith(f"input shard truncated/corrupt after {kept} samples: "), error
+
+
 def test_an_unreadable_remote_shard_is_recorded_and_the_build_goes_on(shards, tmp_path):
     broken = f"pipe:cat {shards['root']}/no-such-shard.tar"
     summary = run_build(_config(tmp_path / "o", [shards["urls"][0], broken, shards["urls"][1]]))
