@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from genaug import weights
+from genaug.loading import WEIGHT_LOAD_ERRORS
 from genaug.registry import REGISTRY
 
 
@@ -31,13 +32,23 @@ def convert(preset: str, weights_path: Path | None, out: Path | None, no_downloa
     target = out if out is not None else weights.converted_path(spec)
     if out is not None and out.exists() and out.is_dir():
         raise click.BadParameter(f"{out} is a folder; give a file name", param_hint="--out")
-    if not target.parent.is_dir():
+    try:
         target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise click.BadParameter(f"cannot create {target.parent} ({err.strerror}); choose a writable place",
+                                 param_hint="--out") from err
     try:
         resolved = weights.resolve(spec, weights_path, download=False if no_download else None, use_converted=False)
     except weights.WeightsError as err:
         raise click.ClickException(str(err)) from err
-    weights.CONVERTERS[preset](resolved.paths, target)
+    try:
+        weights.CONVERTERS[preset](resolved.paths, target)
+    except (ValueError, *WEIGHT_LOAD_ERRORS) as err:  # damaged or wrong official files
+        files = ", ".join(str(p) for p in resolved.paths.values())
+        todo = ("check --weights" if weights_path is not None else
+                "delete the damaged file(s) and rerun to download them again")
+        raise click.ClickException(f"preset {preset!r}: cannot convert {files}: {type(err).__name__}: {err}. "
+                                   f"The file may be corrupt or incomplete; {todo}.") from err
     sha = weights.sha256_file(target)
     click.echo(f"wrote {target}  sha256 {sha}")
     for name, value in sorted(resolved.sha256.items()):

@@ -147,6 +147,28 @@ def test_convert_names_every_missing_file(monkeypatch):
         assert wf.url in result.output and str(weights.preset_dir(preset) / wf.filename) in result.output
 
 
+def test_convert_of_a_damaged_file_is_a_clear_error(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import main
+    from genaug.registry import REGISTRY
+
+    def converter(paths, out):
+        raise KeyError("unexpected key in the weights_only unpickler")
+
+    preset = _preset(WeightFile("t", "t.bin", "http://127.0.0.1:9/t.bin", None), name="test-convert-damaged")
+    (tmp_path / "t.bin").write_bytes(b"damaged")
+    REGISTRY.register_preset(preset)
+    monkeypatch.setitem(weights.CONVERTERS, preset.name, converter)
+    try:
+        result = CliRunner().invoke(main, ["convert", "--preset", preset.name, "--weights", str(tmp_path),
+                                           "--out", str(tmp_path / "c.pt")])
+    finally:
+        REGISTRY.unregister_preset(preset.name)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert str(tmp_path / "t.bin") in result.output and "check --weights" in result.output
+
+
 def test_http_404_is_a_weights_error(server):
     _, url = server
     preset = _preset(WeightFile("f", "f.bin", url + "nope.bin", None))
