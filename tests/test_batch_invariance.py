@@ -153,3 +153,32 @@ def test_pipeline_batch1_probe_times_a_true_batch_1():
     editor.encoder = lambda x: (seen.append(x.shape[0]), encoder(x))[1]
     assert probe_batch1_ms(editor, torch.device("cpu"), seed=0, repeats=1) > 0
     assert seen == [1, 1] and editor.compute_chunk == 8
+
+
+def test_cudnn_autotuning_is_off_while_editing_and_restored():
+    editor = _editor("icgan-tiny")
+    images, seeds, labels = _inputs(editor, 1)
+    seen, encoder = [], editor.encoder
+    editor.encoder = lambda x: (seen.append(torch.backends.cudnn.benchmark), encoder(x))[1]
+    saved = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = True  # a caller's training script may have set it
+        editor.edit(images, seeds, labels)
+        assert seen == [False] and torch.backends.cudnn.benchmark is True
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+@pytest.mark.parametrize("preset", sorted({name for name, _ in CASES}))
+def test_cuda_edit_is_bit_identical_for_every_batch_size(preset, precision):
+    p = REGISTRY.preset(preset)
+    options = REGISTRY.method(p.method).validate_options({"class_token": "random"} if p.method == "mask" else {})
+    editor = p.build(EditorContext(p, {}, torch.device("cuda"), precision, options))
+    assert editor.compute_chunk == 32 and editor.cpu_threads is None
+    images, seeds, labels = _inputs(editor)
+    ref, ref_params = _edit_in_batches(editor, images.cuda(), seeds, labels.cuda(), N)
+    for bs in (1, 3):
+        out, params = _edit_in_batches(editor, images.cuda(), seeds, labels.cuda(), bs)
+        assert torch.equal(out, ref) and params == ref_params, f"batch {bs}"

@@ -227,6 +227,18 @@ def pinned_threads(threads: int | None) -> Iterator[None]:
             torch.set_num_threads(saved)
 
 
+@contextlib.contextmanager
+def heuristic_cudnn() -> Iterator[None]:
+    """cuDNN picks its convolution algorithms by shape heuristics inside (`torch.backends.cudnn.benchmark`
+    False), not by timing them, which can pick different algorithms from run to run; restored after."""
+    saved = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
 class FixedChunks:
     """Mixin of the built-in editors: model stages on fixed-shape chunks, CPU threads pinned.
 
@@ -242,14 +254,14 @@ class FixedChunks:
         self._chunk_hint_logged = False
 
     def run_chunked(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """map_chunks(fn, self.compute_chunk, *args) with the CPU threads pinned."""
+        """map_chunks(fn, self.compute_chunk, *args) with the CPU threads pinned and cuDNN autotuning off."""
         n, chunk = len(args[0]), self.compute_chunk
         if chunk and n % chunk and not getattr(self, "_chunk_hint_logged", True):
             self._chunk_hint_logged = True
             log.info("batch of %d is not a multiple of the editor's fixed compute chunk of %d samples: the last "
                      "chunk of each batch is padded (same output, wasted compute); use a --batch-size that is a "
                      "multiple of %d", n, chunk, chunk)
-        with pinned_threads(self.cpu_threads):
+        with pinned_threads(self.cpu_threads), heuristic_cudnn():
             return map_chunks(fn, chunk, *args)
 
     def chunk_facts(self) -> dict:
