@@ -94,21 +94,31 @@ def _sorted_entries(folder: str) -> list[os.DirEntry]:
         return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
 
 
-def walk_images(root: str, rel: str = "", seen: tuple = ()) -> Iterator[tuple[str, str]]:
-    """(relative posix path, absolute path) of every image below `root`, depth first, each folder's
-    entries sorted by name; symlinked folders are followed once (loops are cut)."""
+def walk_images(root: str, rel: str = "", seen: tuple = ()) -> Iterator[tuple[str, str, str | None]]:
+    """(relative posix path, absolute path, None) of every image below `root`, depth first, each
+    folder's entries sorted by name; symlinked folders are followed once (loops are cut). A subfolder
+    that cannot be listed gives (its relative path, its path, the reason) and the walk goes on; an
+    unreadable `root` raises OSError."""
     folder = os.path.join(root, rel) if rel else root
-    stat = os.stat(folder)
+    try:
+        stat = os.stat(folder)
+        entries = _sorted_entries(folder)
+    except OSError as err:
+        if not rel:
+            raise
+        log.warning("cannot list %s (%s); it is recorded as a skipped input", folder, err.strerror or err)
+        yield rel, folder, f"cannot list folder: {err.strerror or err}"
+        return
     ident = (stat.st_dev, stat.st_ino)
     if ident in seen:
         log.warning("skipping %s: symlink loop", folder)
         return
-    for entry in _sorted_entries(folder):
+    for entry in entries:
         child = f"{rel}/{entry.name}" if rel else entry.name
         if entry.is_dir():
             yield from walk_images(root, child, seen + (ident,))
         elif is_image_name(entry.name) and (entry.is_file() or _is_dangling(entry)):
-            yield child, entry.path  # a dangling symlink is yielded: reading it records "broken symlink"
+            yield child, entry.path, None  # a dangling symlink too: reading it records "broken symlink"
 
 
 def _is_dangling(entry: os.DirEntry) -> bool:
@@ -153,8 +163,8 @@ class ImageFolderSource(Source):
             raise SourceError(f"{named or f'--data {root}'}: no image files ({suffixes}) found in it or its subfolders")
 
     def _records(self):
-        for rel, path in walk_images(self.root):
-            yield path_key(rel), path, None, None, None
+        for rel, path, error in walk_images(self.root):
+            yield path_key(rel), path, None, None, None, error
 
 
 class ImageNetFolderSource(Source):
@@ -182,15 +192,19 @@ class ImageNetFolderSource(Source):
     def _records(self):
         for label, wnid in enumerate(self.classes):
             class_dir = os.path.join(self.root, wnid)
-            entries = _sorted_entries(class_dir)
+            try:
+                entries = _sorted_entries(class_dir)
+            except OSError as err:  # readable when the build started (imagenet_classes listed it)
+                yield path_key(wnid), class_dir, label, wnid, None, f"cannot list folder: {err.strerror or err}"
+                continue
             stems: dict[str, int] = {}
             for entry in entries:
                 stem = os.path.splitext(entry.name)[0]
                 stems[stem] = stems.get(stem, 0) + 1
             for entry in entries:
                 if entry.is_dir():
-                    for rel, path in walk_images(class_dir, entry.name):
-                        yield path_key(f"{wnid}/{rel}"), path, label, wnid, None
+                    for rel, path, error in walk_images(class_dir, entry.name):
+                        yield path_key(f"{wnid}/{rel}"), path, label, wnid, None, error
                 elif is_image_name(entry.name) and (entry.is_file() or _is_dangling(entry)):
                     stem = os.path.splitext(entry.name)[0]
                     plain = stems[stem] == 1 and CLEAN_KEY.fullmatch(stem) and stem.startswith(f"{wnid}_")
@@ -312,8 +326,12 @@ def _open_one(data: str, kind: str | None, named: str) -> Source:
         raise SourceError(f"{named}: no such file or folder; give an image folder, ImageNet-style "
                           "class folders, a path[,label] list file, a wids index.json, or WebDataset shards")
     if path.is_dir():
-        classes = None if kind == "image-folder" else imagenet_classes(path)
-        return ImageNetFolderSource(path, classes) if classes else ImageFolderSource(path, named=named)
+        try:
+            classes = None if kind == "image-folder" else imagenet_classes(path)
+            return ImageNetFolderSource(path, classes) if classes else ImageFolderSource(path, named=named)
+        except OSError as err:
+            raise SourceError(f"{named}: cannot read the folder {err.filename or path} ({err.strerror or err}); "
+                              "check its permissions") from err
     if is_image_name(path.name):
         raise SourceError(f"{named}: is a single image; give the folder holding it, or a list file")
     if path.suffix.lower() == ".json":

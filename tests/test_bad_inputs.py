@@ -162,6 +162,28 @@ def test_a_dangling_symlink_is_recorded_not_dropped(tmp_path):
     assert error["path"] == str(folder["root"] / "link.jpg") and error["reason"].startswith("broken symlink")
 
 
+def test_a_folder_that_cannot_be_listed_is_recorded_and_the_walk_goes_on(tmp_path, monkeypatch):
+    from genaug import sources
+
+    folder = make_image_folder(tmp_path / "imgs", n=8, odd=False)  # root, a/, a/b/, c/, x/
+    real = sources._sorted_entries
+
+    def listing(path):
+        if Path(path) == folder["root"] / "a" or Path(path) == tmp_path / "locked":
+            raise PermissionError(13, "Permission denied", path)
+        return real(path)
+
+    monkeypatch.setattr(sources, "_sorted_entries", listing)
+    summary = run_build(_config(tmp_path / "o", [str(folder["root"])]))
+    under_a = [p for p in folder["good"] if (folder["root"] / "a") in p.parents]
+    assert summary.samples == len(folder["good"]) - len(under_a) and summary.errors == 1
+    (error,) = _errors(tmp_path / "o")
+    assert error["path"] == str(folder["root"] / "a") and error["reason"] == "cannot list folder: Permission denied"
+    (tmp_path / "locked").mkdir()
+    with pytest.raises(ConfigError, match=r"--data .*locked: cannot read the folder .*Permission denied"):
+        run_build(_config(tmp_path / "o2", [str(tmp_path / "locked")]))
+
+
 # ---- weights that cannot be loaded, and checks that need the editor --------------------------------------
 def _load_weights(ctx):
     if ctx.options["amplitude"] == 99:
