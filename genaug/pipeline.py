@@ -339,6 +339,11 @@ def _build(resolved: ResolvedBuild, editor, start: float, started_at: str,
         runner.abort()
         raise BuildError(f"a worker process died ({err}); it may have run out of memory: try fewer "
                          f"--num-workers. Completed shards are valid; rerun to resume") from err
+    except OSError as err:  # e.g. the disk filled up, or --out or the data became unreadable
+        runner.abort()
+        where = f" ({err.filename})" if err.filename else ""
+        raise BuildError(f"the build stopped: {err.strerror or err}{where}; fix that (e.g. free disk space) "
+                         "and rerun") from err
     except BaseException:
         runner.abort()
         raise

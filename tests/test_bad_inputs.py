@@ -184,6 +184,31 @@ def test_a_folder_that_cannot_be_listed_is_recorded_and_the_walk_goes_on(tmp_pat
         run_build(_config(tmp_path / "o2", [str(tmp_path / "locked")]))
 
 
+def test_a_full_disk_stops_the_build_with_a_build_error_and_a_rerun_resumes(shards, tmp_path, monkeypatch):
+    import errno
+
+    from genaug.pipeline import BuildError
+    from genaug.shards import ShardWriter
+
+    data = [shards["urls"][0], shards["urls"][1]]
+    run_build(_config(tmp_path / "ref", data))
+    real_add = ShardWriter.add
+
+    def add(self, key, members):
+        if self.index == 1:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        return real_add(self, key, members)
+
+    monkeypatch.setattr(ShardWriter, "add", add)
+    with pytest.raises(BuildError, match=r"No space left on device .*shard-0001\.tar.*and rerun"):
+        run_build(_config(tmp_path / "o", data))
+    assert (tmp_path / "o" / "shard-0000.json").exists()
+    assert not [p for p in (tmp_path / "o").iterdir() if p.name.startswith(".")]
+    monkeypatch.setattr(ShardWriter, "add", real_add)
+    assert run_build(_config(tmp_path / "o", data)).shards_resumed == 1
+    assert editors.output_bytes(tmp_path / "o") == editors.output_bytes(tmp_path / "ref")
+
+
 # ---- weights that cannot be loaded, and checks that need the editor --------------------------------------
 def _load_weights(ctx):
     if ctx.options["amplitude"] == 99:
