@@ -29,6 +29,7 @@ from genaug.batches import (
 )
 from genaug.config import BuildConfig, ConfigError, ResolvedBuild, create_out_dir, resolve, versions
 from genaug.loading import make_editor
+from genaug.methods.editing import unchunked
 from genaug.workers import decode_batch, encode_batch, make_executor
 
 log = logging.getLogger(__name__)
@@ -107,13 +108,14 @@ def probe_batch1_ms(editor, device: torch.device, seed: int, repeats: int = 3) -
     gen = torch.Generator().manual_seed(seed)
     side = editor.resolution
     times = []
-    for i in range(repeats + 1):
-        image = torch.randint(0, 256, (1, 3, side, side), generator=gen, dtype=torch.uint8).to(device)
-        labels = torch.zeros(1, dtype=torch.int64, device=device)
-        start = time.perf_counter()
-        editor.edit(image, [seed + i], labels).images.to("cpu")
-        if i:
-            times.append(time.perf_counter() - start)
+    with unchunked(editor):  # a true batch-1 forward, not a padded compute chunk
+        for i in range(repeats + 1):
+            image = torch.randint(0, 256, (1, 3, side, side), generator=gen, dtype=torch.uint8).to(device)
+            labels = torch.zeros(1, dtype=torch.int64, device=device)
+            start = time.perf_counter()
+            editor.edit(image, [seed + i], labels).images.to("cpu")
+            if i:
+                times.append(time.perf_counter() - start)
     return 1000.0 * float(np.median(times))
 
 
