@@ -25,3 +25,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def test_method():
+    """The test-only method and presets of tests/editors.py, registered only while the using module's tests
+    run (other modules' registry listings never see them). Use with
+    ``pytestmark = pytest.mark.usefixtures("test_method")``."""
+    import editors
+
+    editors.register()
+    yield editors
+    editors.unregister()

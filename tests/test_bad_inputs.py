@@ -25,11 +25,7 @@ from imagefactory import make_image_folder, make_wds_shards
 TRUNCATED_AFTER = 2  # samples kept from the truncated shard
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _test_editor():
-    editors.register()
-    yield
-    editors.unregister()
+pytestmark = pytest.mark.usefixtures("test_method")  # tests/conftest.py: editors registered for this module
 
 
 @pytest.fixture(scope="module")

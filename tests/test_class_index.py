@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import editors
@@ -24,12 +23,7 @@ SUBSET = {"n01440764": 0, "n02123045": 281}  # tench, tabby cat: their ImageNet-
 PER_CLASS = 2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _test_editor():
-    torch.set_num_threads(1)
-    editors.register()
-    yield
-    editors.unregister()
+pytestmark = pytest.mark.usefixtures("test_method")  # tests/conftest.py: editors registered for this module
 
 
 def _class_folders(root, names, per_class=PER_CLASS):

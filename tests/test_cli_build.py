@@ -11,12 +11,7 @@ from cli.main import main
 from imagefactory import make_image_folder, make_imagenet_folder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _test_editor():
-    """The test-only method exists only while this module's tests run."""
-    editors.register()
-    yield
-    editors.unregister()
+pytestmark = pytest.mark.usefixtures("test_method")  # tests/conftest.py: editors registered for this module
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 SHARD_SIZE = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _test_editor():
-    """The test-only method exists only while this module's tests run."""
-    editors.register()
-    yield
-    editors.unregister()
+pytestmark = pytest.mark.usefixtures("test_method")  # tests/conftest.py: editors registered for this module
 
 
 @pytest.fixture(scope="module")
