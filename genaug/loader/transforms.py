@@ -38,6 +38,32 @@ def _uniform(gen: torch.Generator, low: float, high: float) -> float:
     return low + (high - low) * _rand(gen)
 
 
+def sample_box(width: int, height: int, gen: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+               tries: int = 10) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of a random resized crop: torchvision's RandomResizedCrop sampling rule
+    (`tries` draws of area fraction U(scale) and log-uniform aspect ratio, then a centre crop with the
+    ratio clamped), drawing only from `gen`. The one sampler of the loader and the report's classic crop."""
+    area = width * height
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(tries):
+        target = area * _uniform(gen, *scale)
+        aspect = math.exp(_uniform(gen, log_lo, log_hi))
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, (), generator=gen))
+            left = int(torch.randint(0, width - w + 1, (), generator=gen))
+            return left, top, left + w, top + h
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        w, h = width, round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        w, h = round(height * ratio[1]), height
+    else:
+        w, h = width, height
+    left, top = (width - w) // 2, (height - h) // 2
+    return left, top, left + w, top + h
+
+
 class RandomResizedCrop:
     """torchvision's RandomResizedCrop sampling (10 tries, then centre crop), bicubic, PIL box resize."""
 
@@ -45,25 +71,7 @@ class RandomResizedCrop:
         self.size, self.scale, self.ratio = int(size), scale, ratio
 
     def box(self, width: int, height: int, gen: torch.Generator) -> tuple[int, int, int, int]:
-        area = width * height
-        log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
-        for _ in range(10):
-            target = area * _uniform(gen, *self.scale)
-            aspect = math.exp(_uniform(gen, log_lo, log_hi))
-            w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
-            if 0 < w <= width and 0 < h <= height:
-                top = int(torch.randint(0, height - h + 1, (), generator=gen))
-                left = int(torch.randint(0, width - w + 1, (), generator=gen))
-                return left, top, left + w, top + h
-        in_ratio = width / height
-        if in_ratio < self.ratio[0]:
-            w, h = width, round(width / self.ratio[0])
-        elif in_ratio > self.ratio[1]:
-            w, h = round(height * self.ratio[1]), height
-        else:
-            w, h = width, height
-        left, top = (width - w) // 2, (height - h) // 2
-        return left, top, left + w, top + h
+        return sample_box(width, height, gen, self.scale, self.ratio)
 
     def __call__(self, img: Image.Image, gen: torch.Generator) -> Image.Image:
         return img.resize((self.size, self.size), Image.BICUBIC, box=self.box(*img.size, gen))

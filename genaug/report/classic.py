@@ -20,7 +20,6 @@ augmentation depends only on (seed, sample key, name).
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageFilter
 from torchvision.transforms import InterpolationMode
 
+from genaug.loader.transforms import sample_box
 from genaug.seeding import generator, sample_seed
 
 
@@ -54,25 +54,11 @@ def _uniform(gen: torch.Generator, low: float, high: float) -> float:
 
 
 def sample_crop_box(height: int, width: int, gen: torch.Generator, settings: ClassicSettings) -> tuple[int, int, int, int]:
-    """(top, left, h, w) of a random resized crop, torchvision's rule with an explicit generator."""
-    area = height * width
-    log_lo, log_hi = math.log(settings.crop_ratio[0]), math.log(settings.crop_ratio[1])
-    for _ in range(settings.crop_tries):
-        target = area * _uniform(gen, *settings.crop_scale)
-        ratio = math.exp(_uniform(gen, log_lo, log_hi))
-        w, h = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(torch.randint(0, height - h + 1, (), generator=gen))
-            left = int(torch.randint(0, width - w + 1, (), generator=gen))
-            return top, left, h, w
-    in_ratio = width / height
-    if in_ratio < settings.crop_ratio[0]:
-        w, h = width, round(width / settings.crop_ratio[0])
-    elif in_ratio > settings.crop_ratio[1]:
-        w, h = round(height * settings.crop_ratio[1]), height
-    else:
-        w, h = width, height
-    return (height - h) // 2, (width - w) // 2, h, w
+    """(top, left, h, w) of a random resized crop: the loader's sampler (torchvision's rule with an
+    explicit generator, genaug.loader.transforms.sample_box) with the settings' scale, ratio and tries."""
+    left, top, right, bottom = sample_box(width, height, gen, settings.crop_scale, settings.crop_ratio,
+                                          settings.crop_tries)
+    return top, left, bottom - top, right - left
 
 
 def crop(image: torch.Tensor, gen: torch.Generator, settings: ClassicSettings) -> torch.Tensor:
