@@ -95,6 +95,7 @@ def child(args: argparse.Namespace) -> None:
     """Run one build in this process and print its figures as one JSON line."""
     import torch
 
+    from genaug.batches import device_name
     from genaug.pipeline import BuildConfig, run_build
 
     torch.set_num_threads(args.threads)
@@ -118,7 +119,7 @@ def child(args: argparse.Namespace) -> None:
     workers_kb = workers.peak_kib
     print(json.dumps({"inputs": summary.inputs, "samples": summary.samples, "wall_s": wall,
                       "images_per_s": summary.inputs / wall, "peak_rss_mib": self_kb / 1024,
-                      "peak_worker_rss_mib": workers_kb / 1024}))
+                      "peak_worker_rss_mib": workers_kb / 1024, "cpu": device_name(torch.device("cpu"))}))
 
 
 def parent(args: argparse.Namespace) -> None:
@@ -140,7 +141,8 @@ def parent(args: argparse.Namespace) -> None:
             print(f"{n:>7} inputs: {row['images_per_s']:8.1f} images/s, wall {row['wall_s']:7.1f} s, "
                   f"peak RSS main {row['peak_rss_mib']:7.1f} MiB, workers {row['peak_worker_rss_mib']:7.1f} MiB",
                   flush=True)
-    print(f"machine: {platform.machine()} {_cpu_name()}, python {platform.python_version()}, editor "
+    cpu = rows[-1]["cpu"] if rows else "?"  # the child's genaug.batches.device_name of the CPU
+    print(f"machine: {platform.machine()} {cpu}, python {platform.python_version()}, editor "
           f"{args.editor if args.editor == 'test' else args.preset}, batch {args.batch_size}, "
           f"workers {args.num_workers}, device {args.device}, shard size {args.shard_size}")
     if len(rows) >= 2:
@@ -149,17 +151,6 @@ def parent(args: argparse.Namespace) -> None:
               f"peak RSS main x{last['peak_rss_mib'] / first['peak_rss_mib']:.2f}, "
               f"workers x{last['peak_worker_rss_mib'] / max(first['peak_worker_rss_mib'], 1e-9):.2f}, "
               f"images/s x{last['images_per_s'] / first['images_per_s']:.2f}")
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        return platform.processor()
-    return platform.processor()
 
 
 def main() -> None:
