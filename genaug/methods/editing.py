@@ -269,6 +269,29 @@ class FixedChunks:
         return {"compute_chunk": self.compute_chunk, "cpu_threads": self.cpu_threads}
 
 
+class BuiltinSettings(FixedChunks):
+    """Mixin of the built-in editors: the run settings each keeps and describes (the preset's name and
+    random_init, device, precision and its autocast dtypes, options) and the fixed-shape chunks."""
+
+    def init_settings(self, preset: Any, device: torch.device, precision: str, options: Any) -> None:
+        """amp_dtype: autocast dtype of the main stages; encoder_dtype: of the sensitive encoder stage
+        (its output picks discrete things: VQ token ids, instance features), see resolve_precision."""
+        self.preset = preset.name
+        self.random_init = preset.random_init
+        self.device = device
+        self.precision = precision
+        self.amp_dtype = resolve_precision(precision, device)
+        self.encoder_dtype = resolve_precision(precision, device, sensitive=True)
+        self.options = dict(options)
+        self.init_chunks(device)
+
+    def settings_facts(self) -> dict:
+        """For describe(): precision, autocast dtypes, device, random_init and the chunk settings."""
+        return {"precision": self.precision, "autocast": dtype_name(self.amp_dtype),
+                "autocast_encoder": dtype_name(self.encoder_dtype), "device": str(self.device),
+                "random_init": self.random_init, **self.chunk_facts()}
+
+
 @contextlib.contextmanager
 def unchunked(editor) -> Iterator[None]:
     """Inside, a FixedChunks editor runs each edit() call as ONE model call on the batch as given (no

@@ -17,8 +17,8 @@ import torch
 
 from genaug.methods import masks as patterns
 from genaug.methods.editing import (
-    RANDOM_INIT_WARNING, FixedChunks, autocast, check_batch, count_parameters, dtype_name, random_init_seeded,
-    resolve_precision, stream_generators, stream_seed, to_uint8,
+    RANDOM_INIT_WARNING, BuiltinSettings, autocast, check_batch, count_parameters, random_init_seeded,
+    stream_generators, stream_seed, to_uint8,
 )
 from genaug.registry import REGISTRY, Editor, EditorContext, EditResult, MethodSpec, OptionSpec, Preset, WeightFile
 from genaug.weights import CONVERTED_NAME, register_converter
@@ -135,7 +135,7 @@ def validate_options(options: Mapping[str, Any], grid: int, num_classes: int) ->
     return ClassToken.parse(str(options["class_token"]), num_classes)
 
 
-class MaskEditor(FixedChunks, Editor):
+class MaskEditor(BuiltinSettings, Editor):
     """Batched GenCL mask edit with a MaskGIT model; per-sample seeded, batch-size independent (random
     draws from per-sample streams; every model stage and the decoding loop on fixed-shape chunks)."""
 
@@ -147,20 +147,14 @@ class MaskEditor(FixedChunks, Editor):
                  options: Mapping[str, Any]) -> None:
         cfg = model.config
         self.model = model.to(device).eval()
-        self.preset = preset.name
-        self.random_init = preset.random_init
-        self.device = device
-        self.precision = precision
-        self.amp_dtype = resolve_precision(precision, device)  # transformer and decoder
-        self.encode_dtype = resolve_precision(precision, device, sensitive=True)  # tokenizer encoder
-        self.options = dict(options)
+        # amp_dtype: transformer and decoder; encoder_dtype: tokenizer encoder
+        self.init_settings(preset, device, precision, options)
         self.resolution = cfg.image_size
         self.grid = cfg.latent_size
         self.codebook_size = cfg.codebook_size
         self.num_classes = cfg.num_classes
         self.class_token = validate_options(self.options, self.grid, self.num_classes)
         self.requires_labels = self.class_token.strategy == "label"
-        self.init_chunks(device)
 
     # ---- per-sample choices ------------------------------------------------------------------
     def _classes(self, seeds: Sequence[int], labels: torch.Tensor) -> list[int]:
@@ -219,7 +213,7 @@ class MaskEditor(FixedChunks, Editor):
         (uint8 (C, 3, R, R), masked token counts, changed token counts)."""
         batch, o = images.shape[0], self.options
         x = self._prepare(images)  # (C, 3, R, R) float in [0, 1]
-        with autocast(self.device, self.encode_dtype):
+        with autocast(self.device, self.encoder_dtype):
             tokens = self.model.encode(x)  # (C, h, w) int64
         with autocast(self.device, self.amp_dtype):
             image_seq = torch.where(mask, torch.full_like(tokens, -1), tokens).view(batch, -1)  # (C, h*w)
@@ -267,9 +261,7 @@ class MaskEditor(FixedChunks, Editor):
             "method": self.method, "preset": self.preset, "parameters": count_parameters(self.model),
             "parameters_by_part": parts, "resolution": self.resolution, "token_grid": self.grid,
             "input_resample": self.input_resample,
-            "options": dict(self.options), "precision": self.precision,
-            "autocast": dtype_name(self.amp_dtype), "autocast_encoder": dtype_name(self.encode_dtype),
-            "device": str(self.device), "random_init": self.random_init, **self.chunk_facts(),
+            "options": dict(self.options), **self.settings_facts(),
         }
 
 

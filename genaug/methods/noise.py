@@ -15,8 +15,8 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from genaug.methods.editing import (
-    RANDOM_INIT_WARNING, FixedChunks, autocast, check_batch, count_parameters, dtype_name, resolve_precision,
-    stream_generators, stream_seed, to_uint8,
+    RANDOM_INIT_WARNING, BuiltinSettings, autocast, check_batch, count_parameters, stream_generators,
+    stream_seed, to_uint8,
 )
 from genaug.registry import REGISTRY, Editor, EditorContext, EditResult, MethodSpec, OptionSpec, Preset, WeightFile
 from genaug.sampling.truncation import truncated_normal_per_sample, truncation_bound
@@ -55,7 +55,7 @@ def validate_options(options: Mapping[str, Any]) -> None:
         raise ValueError(f"--candidates {options['candidates']}: must be in [1, {_MAX_CANDIDATES}] (paper: 1)")
 
 
-class NoiseEditor(FixedChunks, Editor):
+class NoiseEditor(BuiltinSettings, Editor):
     """Batched GenCL noise edit; a sample's z comes from its own seed and the models run on fixed-shape
     chunks, so batches do not matter."""
 
@@ -71,16 +71,9 @@ class NoiseEditor(FixedChunks, Editor):
         memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
         self.generator = generator.to(device=device, memory_format=memory_format).eval()
         self.encoder = encoder.to(device=device, memory_format=memory_format).eval()
-        self.preset = preset.name
-        self.random_init = preset.random_init
-        self.device = device
-        self.precision = precision
-        self.amp_dtype = resolve_precision(precision, device)  # generator
-        self.encoder_dtype = resolve_precision(precision, device, sensitive=True)  # SwAV features
-        self.options = dict(options)
+        self.init_settings(preset, device, precision, options)  # amp_dtype: generator; encoder_dtype: SwAV
         self.resolution = generator.config.resolution
         self.dim_z = generator.dim_z
-        self.init_chunks(device)
 
     def _noise(self, seeds: Sequence[int]) -> torch.Tensor:
         """(B, K, dim_z) float32 on the device, drawn on the CPU from each sample's z stream."""
@@ -147,9 +140,7 @@ class NoiseEditor(FixedChunks, Editor):
             "method": self.method, "preset": self.preset, "parameters": gen + enc,
             "parameters_by_part": {"generator": gen, "instance_encoder": enc}, "resolution": self.resolution,
             "z_dims": self.dim_z, "input_resample": self.input_resample, "options": dict(self.options),
-            "precision": self.precision,
-            "autocast": dtype_name(self.amp_dtype), "autocast_encoder": dtype_name(self.encoder_dtype),
-            "device": str(self.device), "random_init": self.random_init, **self.chunk_facts(),
+            **self.settings_facts(),
         }
 
 
