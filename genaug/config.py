@@ -3,7 +3,7 @@
 `BuildConfig` holds what the user asked for. `resolve()` checks every value (method, preset,
 options, numbers, device, data, output folder, weights, scores) and returns a `ResolvedBuild`;
 nothing is decoded, loaded or written before it succeeds. The fingerprint covers only the
-settings that change the output: batch size, worker count and device do not.
+settings that change the output: batch size, worker count and device index do not (device type does).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 AUG_FORMATS = ("jpg", "png", "webp")
 PRECISIONS = ("auto", "fp32", "bf16")
-FINGERPRINT_VERSION = 2  # bump when the shard content for the same settings changes
+FINGERPRINT_VERSION = 3  # bump when the shard content for the same settings changes
 
 
 class ConfigError(ValueError):
@@ -211,8 +211,10 @@ def fingerprint_of(inputs: Mapping[str, Any]) -> str:
 
 
 def fingerprint_inputs(config: BuildConfig, method: MethodSpec, options: Mapping[str, Any],
-                       data: Sequence[str], weights_sha256: Mapping[str, str]) -> dict:
-    """The settings that change shard content (batch size, workers and device do not)."""
+                       data: Sequence[str], weights_sha256: Mapping[str, str], device_type: str) -> dict:
+    """The settings that change shard content. Batch size, workers and the device index do not; the
+    device type does (CPU and CUDA kernels differ in the last float bits, so a resume on the other
+    type would mix shards that an uninterrupted run would not have written)."""
     output_options = {o.name: options[o.name] for o in method.options if o.affects_output}
     return {
         "fingerprint_version": FINGERPRINT_VERSION,
@@ -228,6 +230,7 @@ def fingerprint_inputs(config: BuildConfig, method: MethodSpec, options: Mapping
         "precision": config.precision,
         "weights_sha256": dict(sorted(weights_sha256.items())),
         "scores": list(config.scores),
+        "device_type": device_type,
     }
 
 
@@ -285,7 +288,7 @@ def resolve(config: BuildConfig) -> ResolvedBuild:
     out = check_out_dir(config.out)
     config = dataclasses.replace(config, out=out)
     weights, sha = _resolve_weights(preset, config.weights)
-    inputs = fingerprint_inputs(config, method, options, _data_identity(config.data, source), sha)
+    inputs = fingerprint_inputs(config, method, options, _data_identity(config.data, source), sha, device.type)
     return ResolvedBuild(
         config=config, method=method, preset=preset, options=options, device=device, source=source,
         weights=weights, weights_sha256=sha, fingerprint_inputs=inputs, fingerprint=fingerprint_of(inputs),

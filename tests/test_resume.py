@@ -58,6 +58,17 @@ def test_fingerprint_ignores_speed_settings_only(folder, tmp_path):
         assert resolve(_config(folder, tmp_path, **output)).fingerprint != base.fingerprint, output
 
 
+def test_fingerprint_covers_the_device_type_not_the_index(folder, tmp_path):
+    """CPU and CUDA kernels differ in the last float bits: a resume on the other type is refused."""
+    from genaug.config import fingerprint_inputs, fingerprint_of
+
+    base = resolve(_config(folder, tmp_path, device="cpu"))
+    assert base.fingerprint_inputs["device_type"] == "cpu"
+    args = (base.config, base.method, base.options, base.fingerprint_inputs["data"], base.weights_sha256)
+    assert fingerprint_of(fingerprint_inputs(*args, "cpu")) == base.fingerprint
+    assert fingerprint_of(fingerprint_inputs(*args, "cuda")) != base.fingerprint
+
+
 def test_different_settings_are_refused_unless_overwrite(folder, baseline, tmp_path):
     out = tmp_path / "run"
     run_build(_config(folder, out))
