@@ -187,3 +187,8 @@ def build(method, preset, data, out, batch_size, num_workers, device, precision,
             f"{summary.shards} shards ({summary.shards_resumed} resumed) in {summary.out}; "
             f"{summary.wall_s:.1f} s, {summary.images_per_s:.1f} images/s"
         )
+    if summary.samples == 0 and summary.errors > 0:
+        raise click.ClickException(
+            f"no pairs written: all {summary.errors} inputs were skipped; their reasons are in "
+            f"{summary.out}/errors.jsonl"
+        )

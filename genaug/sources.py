@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff",
                             ".ppm", ".pgm", ".pbm", ".pnm"})  # file-name suffixes taken as images
-SHARD_IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")  # image fields of input shards, in preference order
+# image fields of input shards, in preference order; "real.jpg" reads genaug's own output shards
+SHARD_IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp", "real.jpg")
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 KEY_HASH_BYTES = 5  # 10 hex digits appended to slug keys
 SLUG_MAX = 60  # characters of the path kept in a slug key (its tail)
@@ -343,7 +344,7 @@ def read_item_bytes(item: SourceItem) -> bytes:
     """The encoded image of `item`: the bytes in hand, else the file's bytes; BadInput if unusable."""
     if item.data is not None:
         if not item.data:
-            raise BadInput("shard sample has no image bytes (no non-empty jpg/jpeg/png/webp field)")
+            raise BadInput("shard sample has no image bytes (no non-empty jpg/jpeg/png/webp/real.jpg field)")
         return item.data
     if item.error is not None:
         raise BadInput(item.error)

@@ -253,3 +253,25 @@ def test_a_refused_option_value_leaves_no_out(shards, tmp_path):
                                        "fixed:5000", "--data", shards["urls"][0], "--out", str(out)])
     assert result.exit_code == 2 and "fixed:5000" in result.output, result.output
     assert not (tmp_path / "new").exists()
+
+
+def test_a_genaug_run_is_an_input_through_its_index(shards, tmp_path):
+    """A build's own index.json (shards with real.jpg / aug.* / json) feeds another build: the real images are read."""
+    first = tmp_path / "first"
+    run_build(_config(first, [shards["urls"][0]]))
+    second = tmp_path / "second"
+    summary = run_build(_config(second, [str(first / "index.json")]))
+    assert summary.samples == 4 and summary.errors == 0
+    keys = sorted(json.loads(s["json"])["key"] for s in editors.read_samples(second).values())
+    assert keys == sorted(json.loads(s["json"])["key"] for s in editors.read_samples(first).values())
+
+
+def test_a_build_that_skips_every_input_fails(tmp_path):
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    for name in ("a.jpg", "b.png"):
+        (folder / name).write_bytes(b"not an image")
+    result = CliRunner().invoke(main, ["build", "--method", editors.METHOD, "--data", str(folder),
+                                       "--out", str(tmp_path / "o"), "--num-workers", "0"])
+    assert result.exit_code == 1, result.output
+    assert "no pairs written: all 2 inputs were skipped" in result.output
