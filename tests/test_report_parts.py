@@ -2,6 +2,7 @@
 
 import io
 import json
+import logging
 import tarfile
 
 import numpy as np
@@ -236,3 +237,44 @@ def test_unfinished_build_is_a_report_warning(tmp_path):
                              ReportOptions(batch_size=2, contact_pairs=1, classic=False), features=None)
     (warning,) = [w for w in report["warnings"] if "build not finished" in w]
     assert "1 shard(s) done" in warning and "only the finished shards" in warning
+
+
+def test_shard_cut_at_a_member_boundary_is_a_shard_warning(tmp_path):
+    from genaug.report.report import ReportOptions, generate_report
+
+    paths = make_shards(tmp_path / "run", n_samples=8, shard_size=4)
+    with tarfile.open(paths[1]) as tar:
+        second = [m for m in tar.getmembers() if m.name.endswith(".aug.jpg")][1]
+    paths[1].write_bytes(paths[1].read_bytes()[: second.offset])  # 512-byte multiple: tarfile sees a clean end
+    report = generate_report([tmp_path / "run"], tmp_path / "out",
+                             ReportOptions(batch_size=2, contact_pairs=1, classic=False), features=None)
+    assert report["rows"][0]["samples"] == 5
+    (warning,) = [w for w in report["warnings"] if "shard-0001.tar" in w]
+    assert warning == ("shard-0001.tar: read 1 of 4 samples recorded in its stats file; the shard is damaged — "
+                       "rerun the build or genaug inspect --verify")
+    assert f"- {warning}" in (tmp_path / "out" / "report.md").read_text()
+    assert not [w for w in report["warnings"] if "shard-0000.tar" in w]
+
+
+def test_shard_cut_after_its_last_sample_reads_clean_without_warning(tmp_path):
+    paths = make_shards(tmp_path / "run", n_samples=4, shard_size=2, broken_aug_keys=["n01440765_00001"])
+    with tarfile.open(paths[0]) as tar:
+        end = max(m.offset_data + m.size for m in tar.getmembers())
+    paths[0].write_bytes(paths[0].read_bytes()[: -(-end // 512) * 512])  # only the end-of-archive blocks cut
+    errors = []
+    assert len(list(iter_pairs(discover([tmp_path / "run"])[0], errors))) == 3
+    assert [e["key"] for e in errors] == ["n01440765_00001"]  # undecodable, yet read: no shard warning
+
+
+def test_unreadable_shard_is_logged_once(tmp_path, caplog):
+    from genaug.report.report import ReportOptions, generate_report
+
+    (path,) = make_shards(tmp_path / "run", n_samples=4, shard_size=4)
+    with tarfile.open(path) as tar:
+        member = tar.getmembers()[-2]  # in the last sample: the contact sheets read up to the break again
+    path.write_bytes(path.read_bytes()[: member.offset_data + member.size // 2])
+    with caplog.at_level(logging.WARNING, logger="genaug"):
+        report = generate_report([tmp_path / "run"], tmp_path / "out",
+                                 ReportOptions(batch_size=2, contact_pairs=1, classic=False), features=None)
+    assert report["rows"][0]["samples"] == 3 and len(report["pictures"]["contact_sheets"]) == 1
+    assert sum("unreadable shard" in r.getMessage() for r in caplog.records) == 1

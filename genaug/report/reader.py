@@ -14,7 +14,7 @@ import logging
 import re
 import tarfile
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -41,6 +41,7 @@ class RunFolder:
     shards: tuple[Path, ...]  # tar files, in shard order
     manifest: dict  # manifest.json ({} when absent)
     stats: tuple[dict, ...]  # shard-XXXX.json stats of these shards, where present
+    recorded: Mapping[str, int] = dataclasses.field(default_factory=dict)  # shard name -> stats nsamples
 
     @property
     def name(self) -> str:
@@ -91,8 +92,11 @@ def discover(paths: Sequence[str | Path]) -> list[RunFolder]:
     runs = []
     for folder, tars in by_folder.items():
         shards = tuple(sorted(set(tars), key=_shard_order))
-        stats = tuple(s for s in (_read_json(t.with_suffix(".json")) for t in shards) if s)
-        runs.append(RunFolder(folder, shards, _read_json(folder / "manifest.json"), stats))
+        by_shard = {t.name: _read_json(t.with_suffix(".json")) for t in shards}
+        stats = tuple(s for s in by_shard.values() if s)
+        recorded = {name: s["nsamples"] for name, s in by_shard.items()
+                    if isinstance(s.get("nsamples"), int) and not isinstance(s["nsamples"], bool)}
+        runs.append(RunFolder(folder, shards, _read_json(folder / "manifest.json"), stats, recorded))
     return runs
 
 
@@ -110,28 +114,50 @@ def _decode_pair(key: str, fields: dict[str, bytes]) -> tuple[dict, np.ndarray, 
     return meta, np.array(real, dtype=np.uint8), np.array(aug, dtype=np.uint8)  # writable copies
 
 
-def _shard_samples(shard: Path, errors: list[dict]) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """The samples of `shard` up to where it stops being readable (truncated or damaged tar); that
-    is recorded in `errors` as {key: None, shard, reason}."""
-    try:
-        yield from iter_tar_samples(str(shard))
-    except (tarfile.TarError, OSError) as err:
-        reason = (f"unreadable shard ({type(err).__name__}: {err}); the rest of it was left out; "
-                  "check it with `genaug inspect --verify`, or rerun the build to rewrite it")
+def _is_whole(fields: dict[str, bytes]) -> bool:
+    return "real.jpg" in fields and "json" in fields and any(f in fields for f in AUG_FIELDS)
+
+
+def _shard_problem(shard: Path, reason: str, errors: list[dict], warn: bool) -> None:
+    if warn:
         log.warning("%s: %s", shard.name, reason)
-        errors.append({"key": None, "shard": shard.name, "reason": reason})
+    errors.append({"key": None, "shard": shard.name, "reason": reason})
+
+
+def _shard_samples(shard: Path, expected: int | None, errors: list[dict],
+                   warn: bool = True) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """The samples of `shard` up to where it stops being readable. A truncated or damaged tar is
+    recorded in `errors` as {key: None, shard, reason}; so is a tar read to its end that holds fewer
+    samples than `expected` (its stats file's nsamples): a shard cut exactly at a member boundary
+    looks like a clean end of archive to tarfile. A trailing incomplete sample (what such a cut
+    leaves) does not count as read. Nothing is checked when the caller stops early."""
+    read, last_whole = 0, True
+    try:
+        for key, fields in iter_tar_samples(str(shard)):
+            read, last_whole = read + 1, _is_whole(fields)
+            yield key, fields
+    except (tarfile.TarError, OSError) as err:
+        _shard_problem(shard, f"unreadable shard ({type(err).__name__}: {err}); the rest of it was left out; "
+                       "check it with `genaug inspect --verify`, or rerun the build to rewrite it", errors, warn)
+        return
+    whole = read - (not last_whole)
+    if expected is not None and whole < expected:
+        _shard_problem(shard, f"read {whole} of {expected} samples recorded in its stats file; the shard is "
+                       "damaged — rerun the build or genaug inspect --verify", errors, warn)
 
 
 def iter_pairs(run: RunFolder, errors: list[dict], limit: int | None = None,
-               keys: set[str] | None = None) -> Iterator[Pair]:
+               keys: set[str] | None = None, warn: bool = True) -> Iterator[Pair]:
     """Decoded pairs of `run` in shard order (at most `limit`; only `keys` if given).
 
     Samples that cannot be decoded are skipped and recorded in `errors` as {key, shard, reason}; a
-    shard that stops being readable is recorded once, with key None, and the rest of it is skipped.
+    shard that stops being readable, or that holds fewer samples than its stats file records, is
+    recorded once, with key None (the rest of it is skipped). warn=False: record without logging
+    (for a second pass over shards already read and reported).
     """
     count = 0
     for shard in run.shards:
-        for key, fields in _shard_samples(shard, errors):
+        for key, fields in _shard_samples(shard, run.recorded.get(shard.name), errors, warn):
             if (limit is not None and count >= limit) or (keys is not None and count >= len(keys)):
                 return
             if keys is not None and key not in keys:
@@ -140,7 +166,8 @@ def iter_pairs(run: RunFolder, errors: list[dict], limit: int | None = None,
                 meta, real, aug = _decode_pair(key, fields)
             except _PAIR_ERRORS as err:
                 reason = f"{type(err).__name__}: {err}"
-                log.warning("%s [%s]: left out of the report: %s", shard.name, key, reason)
+                if warn:
+                    log.warning("%s [%s]: left out of the report: %s", shard.name, key, reason)
                 errors.append({"key": key, "shard": shard.name, "reason": reason})
                 continue
             count += 1

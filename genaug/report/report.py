@@ -183,7 +183,7 @@ def _contact_sheets(rows: list[Row], out_dir: Path, per_kind: int) -> dict[str, 
     written = {}
     for number, row in enumerate(r for r in rows if r.kind == "generative" and r.ssim):
         picks = _pick_pairs(row, per_kind)
-        found = {p.key: p for p in iter_pairs(row.run, [], keys={key for _, key, _ in picks})}
+        found = {p.key: p for p in iter_pairs(row.run, [], keys={key for _, key, _ in picks}, warn=False)}
         cells = [(f"{name} {key} SSIM {value:.3f}", found[key].real, found[key].aug)
                  for name, key, value in picks if key in found]
         name = f"contact_{number}_{plots.slug(row.label)}.png"
