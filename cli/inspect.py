@@ -102,7 +102,7 @@ def inspect(paths: tuple[str, ...], verify: bool, grid: Path | None, n_pairs: in
         shards = resolve_shards(paths)
     except InspectError as err:
         raise click.BadParameter(str(err), param_hint="PATHS") from err
-    result = inspect_shards([str(p) for p in shards], verify=verify)
+    result = inspect_shards(list(paths), verify=verify)  # also reports a build that wrote no shard yet
     if grid is not None:
         try:
             result["grid"] = write_contact_sheet(shards, grid, n=n_pairs, tile=tile, captions=captions)

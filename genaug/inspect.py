@@ -24,7 +24,7 @@ import braceexpand
 from PIL import Image, UnidentifiedImageError
 
 from genaug.preprocess import exif_orientation
-from genaug.runstatus import BuildStatus, read_build_status
+from genaug.runstatus import BuildStatus, read_build_status, unstarted_build
 from genaug.sources import iter_tar_stream
 
 log = logging.getLogger(__name__)
@@ -43,21 +43,24 @@ class InspectError(ValueError):
 
 
 def resolve_shards(paths: Sequence[str]) -> list[Path]:
-    """Shard files from files, folders (their shard-*.tar, else *.tar, in order) and brace patterns."""
+    """Shard files from files, folders (their shard-*.tar, else *.tar, in order) and brace patterns.
+    A folder of a build interrupted before its first shard gives none (inspect_shards reports it)."""
     found: list[Path] = []
-    for given in paths:
-        for item in braceexpand.braceexpand(str(given)):
-            path = Path(item).expanduser()
-            if path.is_dir():
-                tars = sorted(path.glob("shard-*.tar"), key=_shard_order) or sorted(path.glob("*.tar"))
-                if not tars:
-                    raise InspectError(f"{item}: folder holds no .tar shards")
-                found.extend(tars)
-            elif path.is_file():
-                found.append(path)
-            else:
-                raise InspectError(f"{item}: no such shard file or folder")
+    for item, path in _expand(paths):
+        if path.is_dir():
+            tars = sorted(path.glob("shard-*.tar"), key=_shard_order) or sorted(path.glob("*.tar"))
+            if not tars and unstarted_build(path) is None:
+                raise InspectError(f"{item}: folder holds no .tar shards")
+            found.extend(tars)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InspectError(f"{item}: no such shard file or folder")
     return found
+
+
+def _expand(paths: Sequence[str]) -> list[tuple[str, Path]]:
+    return [(item, Path(item).expanduser()) for given in paths for item in braceexpand.braceexpand(str(given))]
 
 
 def _shard_order(path: Path) -> tuple[int, str]:
@@ -278,7 +281,7 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
         problems.extend(summary.problems)
         for name, values in summary.scores.items():
             scores.setdefault(name, []).extend(values)
-    builds = _build_statuses({p.parent for p in shards})
+    builds = _build_statuses({p.parent for p in shards} | {p for _, p in _expand(paths) if p.is_dir()})
     if verify:
         problems.extend(f"{b.folder}: {b.problem()}" for b in builds if not b.finished)
     all_errors = [e for errors in run_errors.values() for e in errors]

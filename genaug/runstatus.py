@@ -82,3 +82,16 @@ def read_build_status(folder: str | Path) -> BuildStatus | None:
         log.warning("%s: cannot list the folder (%s); finished shards are not counted", folder, err)
         done = 0
     return BuildStatus(folder, str(status) if status is not None else None, done, _expected_shards(manifest))
+
+
+def unstarted_build(folder: str | Path) -> BuildStatus | None:
+    """The status of an unfinished build in `folder` that has written no shard yet (a build interrupted
+    before its first shard leaves only manifest.json, status "running"); None otherwise."""
+    folder = Path(folder)
+    try:
+        if any(folder.glob("*.tar")):
+            return None
+    except OSError:
+        return None
+    status = read_build_status(folder)
+    return status if status is not None and not status.finished else None

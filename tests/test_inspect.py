@@ -254,6 +254,24 @@ def test_verify_fails_on_an_interrupted_build(tmp_path):
     assert done.exit_code == 0 and "complete (2 shard(s))" in done.output and "verify: OK" in done.output
 
 
+def test_verify_fails_on_a_build_interrupted_before_its_first_shard(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"status": "running", "config": {"limit": 6, "shard_size": 2}}))
+    (problem,) = inspect_shards([str(run)], verify=True)["problems"]
+    assert problem.startswith(f"{run}: build not finished: 0 of at most 3 shard(s) done")
+    assert problem.endswith("rerun the same genaug build command to resume")
+    runner = CliRunner()
+    cli = runner.invoke(main, ["inspect", str(run), "--verify"])
+    assert cli.exit_code == 1 and isinstance(cli.exception, SystemExit), cli.output
+    assert "build not finished: 0 of at most 3" in cli.output and "no .tar shards" not in cli.output
+    summary = runner.invoke(main, ["inspect", str(run)])  # without --verify: said, but not a failure
+    assert summary.exit_code == 0 and "total: 0 shards" in summary.output
+    assert f"run folder {run}: build not finished" in summary.output
+    (run / "manifest.json").write_text(json.dumps({"status": "complete"}))  # finished, yet no shards
+    assert runner.invoke(main, ["inspect", str(run), "--verify"]).exit_code == 2
+
+
 @pytest.mark.parametrize("name, message", [
     ("afile/x.png", "is not a folder"), ("nodir/sub/g.png", "does not exist"), ("g.gif", "unknown image extension"),
     ("g", "unknown image extension")])

@@ -52,3 +52,15 @@ def test_complete_or_unrecorded_status_is_silent(tmp_path, caplog, status):
     with caplog.at_level(logging.WARNING, logger="genaug"):
         resolve_shards(str(run))
     assert not [r for r in caplog.records if "not finished" in r.getMessage()]
+
+
+def test_build_interrupted_before_its_first_shard_is_named(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"status": "running", "config": {"limit": 4, "shard_size": 2}}))
+    with pytest.raises(FileNotFoundError, match="has not finished any shard yet") as err:
+        resolve_shards(str(run))
+    assert "rerun the same genaug build command" in str(err.value)
+    (tmp_path / "plain").mkdir()  # no manifest: the plain message
+    with pytest.raises(FileNotFoundError, match="neither index.json nor"):
+        resolve_shards(str(tmp_path / "plain"))

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from webdataset.shardlists import expand_urls
 
-from genaug.runstatus import read_build_status
+from genaug.runstatus import read_build_status, unstarted_build
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,15 @@ def warn_if_unfinished(folder: Path) -> None:
     status = read_build_status(folder)
     if status is not None and not status.finished:
         log.warning("%s: %s. Loading only the %d finished shard(s).", folder, status.problem(), status.shards_done)
+
+
+def _empty_folder_message(folder: str) -> str:
+    status = unstarted_build(folder)
+    if status is None:
+        return f"folder {folder!r} has neither index.json nor *.tar shards"
+    return (f"folder {folder!r}: the genaug build in it has not finished any shard yet (manifest.json status "
+            f"{status.status!r}: it was interrupted before its first shard, or is still running); rerun the "
+            "same genaug build command to resume it, then load the folder")
 
 
 def read_index(path: str | os.PathLike) -> ShardIndex:
@@ -84,7 +93,7 @@ def resolve_shards(source: str | os.PathLike | Sequence[str]) -> ShardIndex:
                 return read_index(os.path.join(text, "index.json"))
             urls = sorted(str(p) for p in Path(text).glob("*.tar"))
             if not urls:
-                raise FileNotFoundError(f"folder {text!r} has neither index.json nor *.tar shards")
+                raise FileNotFoundError(_empty_folder_message(text))
             log.info("no index.json in %s: using its %d .tar files (length unknown)", text, len(urls))
             warn_if_unfinished(Path(text))
         else:
