@@ -9,7 +9,7 @@
 See docs/loader.md for the pair rule, transforms, DDP and the trainer adapters.
 """
 
-from genaug.loader.adapters import ADAPTERS, get_adapter
+from genaug.loader.adapters import ADAPTERS, SoloLearnAdapter, get_adapter
 from genaug.loader.mapstyle import GenCLMapDataset
 from genaug.loader.pairs import GenCLPairs, PairStats
 from genaug.loader.shardindex import ShardIndex, read_index, resolve_shards
@@ -30,6 +30,7 @@ __all__ = [
     "GenCLWebDataset",
     "PairStats",
     "ShardIndex",
+    "SoloLearnAdapter",
     "TG_PRESETS",
     "distributed_info",
     "generative_transform",

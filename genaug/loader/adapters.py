@@ -10,8 +10,13 @@ and hands it to an adapter:
 | lightly     | ``([view1, view2], label, filename)`` | lightly's ``LightlyDataset`` convention |
 | vicreg      | ``((view1, view2), label)``       | facebookresearch/vicreg ``main_vicreg.py`` |
 
-``label`` is -1 for unlabelled shards; ``index`` is the sample's position in index.json order
-(-1 when streaming from shards without an index.json).
+``label`` is -1 for unlabelled shards; ``index`` is the sample's position in shard-list order (index.json
+order, or counted from local tar headers; -1 only for remote shards without an index.json).
+
+solo-learn: -1 is its own target for unlabelled images (``CustomDatasetWithoutLabels`` in
+``solo/data/pretrain_dataloader.py``); its online classifier loss (``F.cross_entropy(...,
+ignore_index=-1)`` in ``solo/methods/base.py``) is NaN on a batch with no label. ``SoloLearnAdapter(
+unlabelled_target=0)`` hands that classifier a constant class instead (finite, meaningless accuracy).
 """
 
 from __future__ import annotations
@@ -25,6 +30,28 @@ def default_item(item: Mapping) -> tuple:
 
 def solo_learn_item(item: Mapping) -> tuple:
     return item["index"], list(item["views"]), item["label"]
+
+
+class SoloLearnAdapter:
+    """``(index, [view1, view2], target)`` with ``unlabelled_target`` in place of -1 (default: keep -1,
+    solo-learn's own convention). Picklable, so it works with DataLoader workers under spawn."""
+
+    needs_index = True
+
+    def __init__(self, unlabelled_target: int = -1):
+        if not isinstance(unlabelled_target, int) or unlabelled_target < -1:
+            raise ValueError(f"unlabelled_target={unlabelled_target!r}: use -1 (solo-learn's 'no label') or a "
+                             "class index >= 0")
+        self.unlabelled_target = unlabelled_target
+
+    def __call__(self, item: Mapping) -> tuple:
+        label = item["label"] if item["label"] >= 0 else self.unlabelled_target
+        return item["index"], list(item["views"]), label
+
+
+def needs_index(adapter) -> bool:
+    """Whether the adapter hands out sample indexes that a trainer relies on (solo-learn)."""
+    return adapter is solo_learn_item or getattr(adapter, "needs_index", False)
 
 
 def lightly_item(item: Mapping) -> tuple:

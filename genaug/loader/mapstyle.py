@@ -11,8 +11,6 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
-import os
-import tarfile
 from typing import Callable
 
 import torch
@@ -20,30 +18,9 @@ import torch
 from genaug.loader.adapters import get_adapter
 from genaug.loader.pairs import GenCLPairs
 from genaug.loader.shardindex import resolve_shards
+from genaug.loader.tarscan import Member, scan_tar
 
 log = logging.getLogger(__name__)
-
-Member = tuple[int, int]  # (data offset in the tar, size in bytes)
-
-
-def scan_tar(path: str) -> list[tuple[str, dict[str, Member]]]:
-    """[(key, {extension: (offset, size)})] in tar order; key/extension split at the first '.' of the
-    file name (the directory stays in the key), as webdataset groups members."""
-    samples: list[tuple[str, dict[str, Member]]] = []
-    key, members = None, {}
-    with tarfile.open(path, "r:") as tar:
-        for info in tar:
-            base = os.path.basename(info.name)
-            if not info.isfile() or "." not in base or base.startswith("."):
-                continue
-            stem, ext = base.split(".", 1)
-            member_key = os.path.join(os.path.dirname(info.name), stem)
-            if member_key != key:
-                key, members = member_key, {}
-                samples.append((key, members))
-            members[ext] = (info.offset_data, info.size)
-    return samples
-
 
 class GenCLMapDataset(torch.utils.data.Dataset):
     """GenCL pairs by index. source: index.json or a folder holding one (local files only).

@@ -2,7 +2,10 @@
 
 Accepted: an ``index.json`` (wids-shard-index-v1; relative urls resolve against its folder), a folder
 (its ``index.json``, else its ``*.tar`` files in name order), a brace pattern
-(``shards/shard-{0000..0099}.tar``, several joined with ``::``), or a list of paths/URLs.
+(``shards/shard-{0000..0099}.tar``, several joined with ``::``), or a list of paths/URLs. Local shards
+without an index.json are counted from their tar headers, so sample indexes are exact in
+every local form (the epoch length still comes from an index.json or samples_per_epoch); remote shards
+without an index.json have no indexes (-1).
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Sequence
 
 from webdataset.shardlists import expand_urls
 
+from genaug.loader.tarscan import count_samples
 from genaug.runstatus import read_build_status, unstarted_build
 
 log = logging.getLogger(__name__)
@@ -29,6 +34,12 @@ class ShardIndex:
     urls: tuple[str, ...]  # shard paths or URLs, in index order
     nsamples: tuple[int, ...] | None  # samples per shard (from index.json), None when unknown
     name: str  # the index's name, or a description of the source
+    counted: tuple[int, ...] | None = None  # samples per local shard without index.json (tar headers)
+
+    @property
+    def sizes(self) -> tuple[int, ...] | None:
+        """Samples per shard from index.json, else counted from local tar headers, else None (remote)."""
+        return self.nsamples if self.nsamples is not None else self.counted
 
     @property
     def total(self) -> int | None:
@@ -105,4 +116,23 @@ def resolve_shards(source: str | os.PathLike | Sequence[str]) -> ShardIndex:
     if missing:
         raise FileNotFoundError(f"{len(missing)} shard(s) not found, first: {missing[0]!r}; check the "
                                 "path or brace pattern (e.g. shards/shard-{0000..0009}.tar)")
-    return ShardIndex(tuple(urls), None, name)
+    return ShardIndex(tuple(urls), None, name, counted=count_local(urls))
+
+
+def count_local(urls: Sequence[str]) -> tuple[int, ...] | None:
+    """Samples per shard for local shards without an index.json (tar headers only), so that every sample
+    gets its position in list order as ``index`` (solo-learn picks negatives and fills memory banks by it).
+    None for remote shards, whose sizes only an index.json can give."""
+    seen: set[str] = set()
+    for url in urls:
+        if url in seen:
+            raise ValueError(f"shard {url!r} is listed twice: its samples would share indexes; list it once")
+        seen.add(url)
+    if any(_is_remote(u) for u in urls):
+        log.info("remote shards without index.json: sample indexes (-1) and the epoch length are unknown")
+        return None
+    start = time.perf_counter()
+    sizes = tuple(count_samples(u) for u in urls)
+    log.info("counted %d samples in %d shard(s) without index.json (%.2f s, tar headers only)", sum(sizes),
+             len(urls), time.perf_counter() - start)
+    return sizes

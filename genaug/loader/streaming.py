@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Mapping
 import torch
 import webdataset as wds
 
-from genaug.loader.adapters import get_adapter
+from genaug.loader.adapters import get_adapter, needs_index
 from genaug.loader.pairs import GenCLPairs
 from genaug.loader.shardindex import ShardIndex, resolve_shards
 from genaug.seeding import sample_seed
@@ -77,14 +77,18 @@ class GenCLWebDataset(torch.utils.data.IterableDataset):
         self.pairs = pairs if pairs is not None else GenCLPairs(**pair_options)
         self.adapter = get_adapter(adapter)
         self.index: ShardIndex = resolve_shards(source)
+        if needs_index(self.adapter) and self.index.sizes is None:
+            raise ValueError(f"{self.index.name!r}: remote shards without an index.json give no sample indexes, "
+                             "and solo-learn selects negatives by index; point the loader at the build's "
+                             "index.json")
         self.rank, self.world_size = distributed_info(rank, world_size)
         self.shuffle_shards, self.shuffle_buffer = shuffle_shards, int(shuffle_buffer)
         self.resampled, self.handler = resampled, handler
         self.samples_per_epoch = self._samples_per_epoch(samples_per_epoch)
         self.epoch = 0
         self._starts = None
-        if self.index.nsamples is not None:
-            starts = itertools.accumulate(self.index.nsamples, initial=0)
+        if self.index.sizes is not None:  # index.json, or counted local tars: exact, unique indexes
+            starts = itertools.accumulate(self.index.sizes, initial=0)
             self._starts = dict(zip(self.index.urls, starts))
         if not resampled and len(self.index.urls) % self.world_size:
             log.warning("%d shards over %d ranks: ranks get unequal sample counts (a DDP step may hang at the "
@@ -167,7 +171,7 @@ class GenCLWebDataset(torch.utils.data.IterableDataset):
 
     def _with_index(self, samples: Iterator[dict]) -> Iterator[dict]:
         """Annotate index.json positions (a resampled shard drawn twice in a row wraps around)."""
-        sizes = {} if self.index.nsamples is None else dict(zip(self.index.urls, self.index.nsamples))
+        sizes = {} if self.index.sizes is None else dict(zip(self.index.urls, self.index.sizes))
         url, position = None, 0
         for sample in samples:
             if sample["__url__"] != url:
