@@ -73,3 +73,32 @@ def test_trains_on_cuda(train_vicreg, shards):
     result = train_vicreg.main(args)
     assert len(result["losses"]) == 10 and all(loss == loss for loss in result["losses"])  # finite, no NaN
     assert result["probe_after"] < result["probe_before"]
+
+
+def _load(name):
+    path = EXAMPLE.parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sweep_and_linear_eval_scripts(shards, tmp_path):
+    import json
+
+    sweep = _load("gencl_sweep")
+    common = ["--shards", str(shards), "--steps", "2", "--batch-size", "8", "--image-size", "32", "--arch", "small",
+              "--mlp", "32-32", "--workers", "0", "--base-lr", "20"]
+    rows = sweep.main(common + ["--out", str(tmp_path / "sweep"), "--gammas", "0,1", "--tgs", "gencl"])
+    assert [r["run"] for r in rows] == ["gamma0-tg_gencl", "gamma1-tg_gencl"]
+    assert len(json.loads((tmp_path / "sweep" / "results.json").read_text())["rows"]) == 2
+    with pytest.raises(SystemExit):
+        sweep.parse_args(common + ["--out", str(tmp_path / "x"), "--gammas", "0,2"])
+    linear = _load("linear_eval")
+    row = linear.main(["--checkpoint", str(tmp_path / "sweep" / "gamma1-tg_gencl" / "backbone.pt"), "--out",
+                       str(tmp_path / "eval"), "--eval-train", str(shards), "--eval-val", str(shards),
+                       "--image-size", "32", "--workers", "0", "--probe-epochs", "3", "--eval-batch-size", "8"])
+    assert row["n_train"] == row["n_val"] == 32 and (tmp_path / "eval" / "results.md").exists()
+    with pytest.raises(SystemExit):
+        linear.parse_args(["--checkpoint", str(tmp_path / "missing.pt"), "--out", "x", "--eval-train", "a",
+                           "--eval-val", "b"])
