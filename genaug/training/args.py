@@ -7,7 +7,7 @@ import argparse
 
 import torch
 
-from genaug.training.evaluate import EvalConfig
+from genaug.training.evaluate import EvalConfig, check_splits
 from genaug.training.pretrain import PretrainConfig
 from genaug.training.vicreg import ARCHS, VICRegConfig
 
@@ -62,6 +62,11 @@ def eval_config(args: argparse.Namespace) -> EvalConfig | None:
         return None
     if args.eval_train is None or args.eval_val is None:
         raise ValueError("give both --eval-train and --eval-val (labelled splits), or neither")
-    return EvalConfig(train=args.eval_train, val=args.eval_val, image_size=args.image_size,
-                      batch_size=args.eval_batch_size, workers=args.workers, probe_epochs=args.probe_epochs,
-                      probe_lr=args.probe_lr, knn_k=args.knn_k, seed=args.seed, device=args.device)
+    cfg = EvalConfig(train=args.eval_train, val=args.eval_val, image_size=args.image_size,
+                     batch_size=args.eval_batch_size, workers=args.workers, probe_epochs=args.probe_epochs,
+                     probe_lr=args.probe_lr, knn_k=args.knn_k, seed=args.seed, device=args.device)
+    try:
+        check_splits(cfg)
+    except FileNotFoundError as err:
+        raise ValueError(str(err)) from err
+    return cfg

@@ -80,16 +80,28 @@ class ShardImages(Dataset):
         return self.transform(decode_image(sample["real.jpg"])), label
 
 
+def split_kind(source: str) -> str:
+    """'shards' (an index.json or a folder holding one) or 'folders' (class folders); raises when neither."""
+    path = Path(source)
+    if (path.suffix == ".json" and path.is_file()) or (path / "index.json").is_file():
+        return "shards"
+    if path.is_dir():
+        return "folders"
+    raise FileNotFoundError(f"evaluation split {source!r}: not a genaug --out folder, index.json or class folder "
+                            "tree (<split>/<class>/*.jpg)")
+
+
+def check_splits(cfg: EvalConfig) -> None:
+    """Fail before any training when an evaluation split is missing."""
+    for source in (cfg.train, cfg.val):
+        split_kind(source)
+
+
 def labelled_split(source: str, image_size: int) -> Dataset:
     """genaug shards (index.json / --out folder) or class folders -> (image, label) dataset."""
-    path = Path(source)
-    is_shards = path.suffix == ".json" or (path / "index.json").exists()
-    if not is_shards and not path.is_dir():
-        raise FileNotFoundError(f"evaluation split {source!r}: not a genaug --out folder, index.json or class "
-                                "folder tree")
-    if is_shards:
+    if split_kind(source) == "shards":
         return ShardImages(source, eval_transform(image_size))
-    return datasets.ImageFolder(os.fspath(path), eval_transform(image_size))
+    return datasets.ImageFolder(os.fspath(source), eval_transform(image_size))
 
 
 @torch.no_grad()

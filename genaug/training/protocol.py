@@ -15,7 +15,7 @@ from typing import Sequence
 
 from genaug.loader.transforms import parse_tg
 from genaug.training import distributed
-from genaug.training.evaluate import EvalConfig, evaluate
+from genaug.training.evaluate import EvalConfig, check_splits, evaluate, load_backbone
 from genaug.training.pretrain import PretrainConfig, pretrain
 from genaug.training.results import write_table
 
@@ -29,6 +29,10 @@ def run_name(cfg: PretrainConfig) -> str:
 def run_protocol(cfg: PretrainConfig, eval_cfg: EvalConfig | None) -> dict | None:
     """Pre-train, evaluate (when eval_cfg is given), and write the one-row table into cfg.out.
     Returns the row on rank 0, None on the other ranks."""
+    if eval_cfg is not None:
+        check_splits(eval_cfg)
+        if cfg.out is None:
+            raise ValueError("evaluation needs the pre-trained backbone: give an output folder (out=...)")
     result = pretrain(cfg)
     if distributed.setup(cfg.device).rank != 0:
         distributed.teardown()
@@ -39,12 +43,7 @@ def run_protocol(cfg: PretrainConfig, eval_cfg: EvalConfig | None) -> dict | Non
            "probe_after": result.probe_after, "seconds": result.seconds, "pair_counts": result.pair_counts,
            "losses": result.losses}
     if eval_cfg is not None:
-        from genaug.training.evaluate import load_backbone
-
-        backbone = load_backbone(result.checkpoint) if result.checkpoint else None
-        if backbone is None:
-            raise ValueError("evaluation needs the pre-trained backbone: give an output folder (out=...)")
-        row.update(evaluate(backbone, eval_cfg))
+        row.update(evaluate(load_backbone(result.checkpoint), eval_cfg))
     if cfg.out is not None:
         write_table(cfg.out, [row], f"GenCL VICReg: {row['run']}")
     distributed.teardown()
@@ -69,6 +68,8 @@ def run_sweep(base: PretrainConfig, eval_cfg: EvalConfig | None, gammas: Sequenc
     if base.out is None:
         raise ValueError("a sweep needs an output folder (out=...) for its runs and its table")
     settings = sweep_settings(gammas, tgs)
+    if eval_cfg is not None:
+        check_splits(eval_cfg)
     rows = []
     for gamma, tg in settings:
         cfg = dataclasses.replace(base, gamma=gamma, tg=tg)
