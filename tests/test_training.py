@@ -154,3 +154,9 @@ def test_sweep_refuses_bad_values_before_training(data, tmp_path, gammas, tgs, m
     with pytest.raises(ValueError, match=message):
         run_sweep(tiny(data, tmp_path / "sweep"), None, gammas=gammas, tgs=tgs)
     assert not (tmp_path / "sweep").exists()
+
+
+def test_pretrain_from_a_brace_pattern(data):
+    """Without index.json the epoch length comes from the counted tar headers (4 shards of 8 -> 2 steps of 16)."""
+    result = pretrain(tiny(data, shards=str(data / "train" / "shard-{0000..0003}.tar"), max_steps=3))
+    assert result.steps_per_epoch == 2 and len(result.losses) == 3

@@ -20,7 +20,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader
 
-from genaug.loader import GenCLWebDataset
+from genaug.loader import GenCLWebDataset, resolve_shards
 from genaug.training import distributed
 from genaug.training.optim import LARS, peak_lr, set_lr, warmup_cosine
 from genaug.training.vicreg import VICReg, VICRegConfig
@@ -78,19 +78,17 @@ def make_dataset(cfg: PretrainConfig, dist: distributed.Dist) -> tuple[GenCLWebD
     if cfg.batch_size % dist.world_size or per_rank < 2:
         raise ValueError(f"batch_size={cfg.batch_size} must split evenly over {dist.world_size} rank(s) "
                          "with >= 2 samples each")
+    index = resolve_shards(cfg.shards)
+    if index.sizes is None:
+        raise ValueError(f"{cfg.shards!r}: remote shards without an index.json have no known epoch length; point "
+                         "at the build's index.json")
+    total = sum(index.sizes)  # from index.json, or counted from local tar headers
     options = dict(gamma=cfg.gamma, tg=cfg.tg, seed=cfg.seed, image_size=cfg.image_size,
-                   rank=dist.rank, world_size=dist.world_size)
+                   rank=dist.rank, world_size=dist.world_size, samples_per_epoch=total // dist.world_size)
     if dist.world_size > 1:  # equal step counts on every rank, whatever the shard count
-        probe = GenCLWebDataset(cfg.shards, **options)
-        if probe.index.total is None:
-            raise ValueError(f"{cfg.shards!r}: DDP training needs the sample count; point at the build's "
-                             "index.json or its --out folder")
-        options.update(resampled=True, samples_per_epoch=probe.index.total // dist.world_size)
+        options.update(resampled=True)
     dataset = GenCLWebDataset(cfg.shards, **options)
-    try:
-        samples = len(dataset)
-    except TypeError as err:
-        raise ValueError(f"{cfg.shards!r}: the epoch length is unknown ({err})") from err
+    samples = len(dataset)
     steps = samples // per_rank
     if steps == 0:
         raise ValueError(f"batch_size={cfg.batch_size} ({per_rank} per rank) exceeds the {samples} samples a "
