@@ -95,8 +95,8 @@ def child(args: argparse.Namespace) -> None:
     """Run one build in this process and print its figures as one JSON line."""
     import torch
 
-    from genaug.batches import device_name
-    from genaug.pipeline import BuildConfig, run_build
+    from genaug.build.pipeline import BuildConfig, run_build
+    from genaug.device import device_name
 
     torch.set_num_threads(args.threads)
     if args.editor == "test":
@@ -141,7 +141,7 @@ def parent(args: argparse.Namespace) -> None:
             print(f"{n:>7} inputs: {row['images_per_s']:8.1f} images/s, wall {row['wall_s']:7.1f} s, "
                   f"peak RSS main {row['peak_rss_mib']:7.1f} MiB, workers {row['peak_worker_rss_mib']:7.1f} MiB",
                   flush=True)
-    cpu = rows[-1]["cpu"] if rows else "?"  # the child's genaug.batches.device_name of the CPU
+    cpu = rows[-1]["cpu"] if rows else "?"  # the child's genaug.build.batches.device_name of the CPU
     print(f"machine: {platform.machine()} {cpu}, python {platform.python_version()}, editor "
           f"{args.editor if args.editor == 'test' else args.preset}, batch {args.batch_size}, "
           f"workers {args.num_workers}, device {args.device}, shard size {args.shard_size}")

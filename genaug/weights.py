@@ -20,6 +20,7 @@ Set ``GENAUG_OFFLINE=1`` to forbid downloads.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -291,7 +292,7 @@ def _extract_members(archive: Path, files: list[WeightFile], folder: Path) -> No
             fd, part = tempfile.mkstemp(prefix=".extract-", suffix=".part", dir=folder)
             try:
                 with os.fdopen(fd, "wb") as out:
-                    for block in iter(lambda: source.read(_CHUNK), b""):
+                    for block in iter(functools.partial(source.read, _CHUNK), b""):
                         out.write(block)
                 _check_sha(Path(part), wf.sha256, f"{wf.url}#{wf.archive_member}")
                 os.replace(part, folder / wf.filename)

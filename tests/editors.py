@@ -32,7 +32,7 @@ from typing import Sequence
 import torch
 import webdataset as wds
 
-from genaug.registry import REGISTRY, EditorContext, EditResult, Editor, MethodSpec, OptionSpec, Preset
+from genaug.registry import REGISTRY, Editor, EditorContext, EditResult, MethodSpec, OptionSpec, Preset
 from genaug.seeding import generator
 
 METHOD = "test"

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from shardfactory import make_shards
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_vicreg.py"

@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from imagefactory import make_imagenet_folder
 
 TESTS_DIR = Path(__file__).resolve().parent
-CODE = "import editors; editors.register(); from cli.main import main; main()"
+CODE = "import editors; editors.register(); from genaug.cli.main import main; main()"
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import sys
 from pathlib import Path
 
 import torch
+from shardfactory import make_shards
 
 from genaug.loader import GenCLWebDataset
-from shardfactory import make_shards
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_loader.py"
 

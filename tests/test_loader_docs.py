@@ -4,7 +4,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from shardfactory import make_shards
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "loader.md"

@@ -6,7 +6,6 @@ import tarfile
 
 import pytest
 from PIL import Image
-
 from shardfactory import AUG_SIZE, make_shards, sample_key
 
 

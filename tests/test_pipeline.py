@@ -4,18 +4,18 @@ import dataclasses
 import io
 import json
 
+import editors
 import numpy as np
 import pytest
 import torch
+from imagefactory import make_imagenet_folder, make_wds_shards
 from PIL import Image
 
-import editors
-from genaug.pipeline import BuildConfig, BuildError, count_inputs_in_background, iter_batches, run_build
-from genaug.preprocess import prepare
+from genaug.build.pipeline import BuildConfig, BuildError, count_inputs_in_background, iter_batches, run_build
+from genaug.build.preprocess import prepare
+from genaug.build.sources import SourceItem, open_source
 from genaug.report.scores import compute_scores
 from genaug.seeding import sample_seed
-from genaug.sources import SourceItem, open_source
-from imagefactory import make_imagenet_folder, make_wds_shards
 
 SHARD_SIZE = 5
 CONTRACT_FIELDS = {

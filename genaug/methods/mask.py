@@ -17,8 +17,15 @@ import torch
 
 from genaug.methods import masks as patterns
 from genaug.methods.editing import (
-    RANDOM_INIT_WARNING, BuiltinSettings, autocast, check_batch, count_parameters, random_init_seeded,
-    stream_generators, stream_seed, to_uint8,
+    RANDOM_INIT_WARNING,
+    BuiltinSettings,
+    autocast,
+    check_batch,
+    count_parameters,
+    random_init_seeded,
+    stream_generators,
+    stream_seed,
+    to_uint8,
 )
 from genaug.registry import REGISTRY, Editor, EditorContext, EditResult, MethodSpec, OptionSpec, Preset, WeightFile
 from genaug.weights import CONVERTED_NAME, register_converter

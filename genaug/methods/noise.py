@@ -15,8 +15,14 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from genaug.methods.editing import (
-    RANDOM_INIT_WARNING, BuiltinSettings, autocast, check_batch, count_parameters, stream_generators,
-    stream_seed, to_uint8,
+    RANDOM_INIT_WARNING,
+    BuiltinSettings,
+    autocast,
+    check_batch,
+    count_parameters,
+    stream_generators,
+    stream_seed,
+    to_uint8,
 )
 from genaug.registry import REGISTRY, Editor, EditorContext, EditResult, MethodSpec, OptionSpec, Preset, WeightFile
 from genaug.sampling.truncation import truncated_normal_per_sample, truncation_bound

@@ -11,11 +11,11 @@ from genaug import __version__
 
 # subcommand name -> "module:attribute"; each module is one thin command
 COMMANDS = {
-    "build": "cli.build:build",
-    "inspect": "cli.inspect:inspect",
-    "models": "cli.models:models",
-    "convert": "cli.convert:convert",
-    "report": "cli.report:report",
+    "build": "genaug.cli.build:build",
+    "inspect": "genaug.cli.inspect:inspect",
+    "models": "genaug.cli.models:models",
+    "convert": "genaug.cli.convert:convert",
+    "report": "genaug.cli.report:report",
 }
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from genaug.config import AUG_FORMATS, PRECISIONS, BuildConfig, ConfigError
-from genaug.pipeline import BuildError, run_build
+from genaug.build.config import AUG_FORMATS, PRECISIONS, BuildConfig, ConfigError
+from genaug.build.pipeline import BuildError, run_build
 from genaug.registry import REGISTRY
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Building the editor of a resolved build: failures to load its weights become a ConfigError that
+"""Building the editor of a settings build: failures to load its weights become a ConfigError that
 names the files, the preset and what to do (the build has changed nothing at that point)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import zipfile
 
 import torch
 
-from genaug.config import ConfigError, ResolvedBuild
+from genaug.build.config import ConfigError, BuildSettings
 from genaug.registry import EditorContext
 
 log = logging.getLogger(__name__)
@@ -25,45 +25,45 @@ WEIGHT_LOAD_ERRORS = (pickle.UnpicklingError, KeyError, EOFError, zipfile.BadZip
                       OSError)
 
 
-def build_editor(resolved: ResolvedBuild):
+def build_editor(settings: BuildSettings):
     ctx = EditorContext(
-        preset=resolved.preset,
-        weights=resolved.weights,
-        device=resolved.device,
-        precision=resolved.config.precision,
-        options=resolved.options,
+        preset=settings.preset,
+        weights=settings.weights,
+        device=settings.device,
+        precision=settings.config.precision,
+        options=settings.options,
     )
-    return resolved.preset.build(ctx)
+    return settings.preset.build(ctx)
 
 
-def make_editor(resolved: ResolvedBuild):
+def make_editor(settings: BuildSettings):
     """The editor, or ConfigError: bad option values for the model, or weight files that cannot be loaded."""
-    preset = resolved.preset.name
+    preset = settings.preset.name
     try:
-        return build_editor(resolved)
+        return build_editor(settings)
     except torch.cuda.OutOfMemoryError as err:  # a RuntimeError, but not the files' fault
-        raise ConfigError(f"preset {preset!r}: the model does not fit on --device {resolved.device} ({err}); "
+        raise ConfigError(f"preset {preset!r}: the model does not fit on --device {settings.device} ({err}); "
                           "free the device or use another --device") from err
     except ValueError as err:  # editors check their option values against the model; loaders check files
-        if _names_weights(err, resolved):
-            raise ConfigError(_weights_message(resolved, err)) from err
+        if _names_weights(err, settings):
+            raise ConfigError(_weights_message(settings, err)) from err
         raise ConfigError(f"{preset}: {err}") from err
     except WEIGHT_LOAD_ERRORS as err:
-        if not resolved.weights:  # random-init presets load no file: not a user problem
+        if not settings.weights:  # random-init presets load no file: not a user problem
             raise
-        raise ConfigError(_weights_message(resolved, err)) from err
+        raise ConfigError(_weights_message(settings, err)) from err
 
 
-def _names_weights(err: Exception, resolved: ResolvedBuild) -> bool:
+def _names_weights(err: Exception, settings: BuildSettings) -> bool:
     text = str(err)
-    return any(str(path) in text or path.name in text for path in resolved.weights.values())
+    return any(str(path) in text or path.name in text for path in settings.weights.values())
 
 
-def _weights_message(resolved: ResolvedBuild, err: Exception) -> str:
-    preset = resolved.preset.name
-    files = ", ".join(str(p) for p in resolved.weights.values()) or "(none)"
-    if resolved.config.weights is not None:
-        todo = f"check --weights {resolved.config.weights} (it must hold the files `genaug models` lists for {preset})"
+def _weights_message(settings: BuildSettings, err: Exception) -> str:
+    preset = settings.preset.name
+    files = ", ".join(str(p) for p in settings.weights.values()) or "(none)"
+    if settings.config.weights is not None:
+        todo = f"check --weights {settings.config.weights} (it must hold the files `genaug models` lists for {preset})"
     else:
         todo = "delete the damaged file(s) and rerun to download them again (`genaug models` lists the URLs)"
     return (f"preset {preset!r}: cannot load its weights from {files}: {type(err).__name__}: {err}. "
