@@ -11,7 +11,7 @@ import os
 import re
 import tarfile
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Sequence
+from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
 # ---- members of one sample ------------------------------------------------------------------------
 REAL = "real.jpg"  # the real image (original bytes when an RGB JPEG)
@@ -144,9 +144,12 @@ def split_member(name: str) -> tuple[str, str] | None:
     return (f"{folder}/{stem}" if folder else stem), field
 
 
-def group_members(members: Iterable[tuple[str, Any]], lower: bool = True) -> Iterator[tuple[str, dict]]:
+def group_members(members: Iterable[tuple[str, Any]], lower: bool = True,
+                  load: Callable[[Any], Any] | None = None) -> Iterator[tuple[str, dict]]:
     """(key, {field: value}) per sample from (member name, value) pairs in tar order: consecutive
-    members with the same key form one sample (`lower`: field names in lower case)."""
+    members with the same key form one sample (`lower`: field names in lower case). `load`: turns a
+    value into the stored one, called only after the previous sample was handed out (so a member that
+    cannot be read loses no complete sample before it)."""
     key, fields = None, {}
     for name, value in members:
         split = split_member(name)
@@ -157,7 +160,7 @@ def group_members(members: Iterable[tuple[str, Any]], lower: bool = True) -> Ite
             yield key, fields
             fields = {}
         key = member_key
-        fields[field.lower() if lower else field] = value
+        fields[field.lower() if lower else field] = value if load is None else load(value)
     if key is not None:
         yield key, fields
 
@@ -165,7 +168,8 @@ def group_members(members: Iterable[tuple[str, Any]], lower: bool = True) -> Ite
 def iter_tar_stream(fileobj: IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {field: bytes}) per sample of a tar read sequentially from `fileobj`."""
     with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
-        yield from group_members((m.name, tar.extractfile(m).read()) for m in tar if m.isfile())
+        members = ((m.name, m) for m in tar if m.isfile())
+        yield from group_members(members, load=lambda m: tar.extractfile(m).read())
 
 
 def iter_tar_samples(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:

@@ -35,11 +35,10 @@ from typing import Callable, Mapping
 
 from tqdm import tqdm
 
-from genaug.registry import Preset, WeightFile
+from genaug.registry import CONVERTED_NAME, Preset, WeightFile
 
 log = logging.getLogger(__name__)
 
-CONVERTED_NAME = "converted"  # EditorContext.weights key of a converted state dict
 CONVERTED_FILENAME = "converted.pt"  # its file name in the preset folder
 _CHUNK = 1 << 20  # read/hash block size in bytes
 _DOWNLOAD_TIMEOUT_S = 60  # socket timeout of one read

@@ -13,7 +13,7 @@ import torch
 from genaug import __version__
 from genaug.build.config import BuildSettings
 from genaug.build.sources.imagenet import NUM_CLASSES
-from genaug.build.preprocess import DEFAULT_RESAMPLE, check_resample
+from genaug.build.preprocess import check_resample
 from genaug.seeding import sample_seed
 from genaug.build.shard import ShardRun
 from genaug.format import CLS, JSON, REAL, aug_member
@@ -57,7 +57,7 @@ def run_info(settings: BuildSettings) -> dict:
 
 def class_problem(item, label_options, num_classes: int) -> str | None:
     """Why `item` cannot be edited when options in `label_options` (e.g. class_token) condition on its
-    ImageNet-1k class, or None when it can (or no option needs the class). `num_classes`: the editor's."""
+    ImageNet-1k class, or None when it can (or no option needs the class). `num_classes`: ModelInput's."""
     if not label_options:
         return None
     needs = " and ".join("--" + name.replace("_", "-") + " label" for name in label_options)
@@ -74,19 +74,35 @@ def class_problem(item, label_options, num_classes: int) -> str | None:
     return f"class index {index} is outside the model's classes (0..{num_classes - 1}), which {needs} needs"
 
 
-def editor_resample(editor, preset: str) -> str:
-    """The resize filter the editor wants for its input (`input_resample`, default bicubic);
-    EditorError when it names no known filter."""
-    resample = getattr(editor, "input_resample", DEFAULT_RESAMPLE)
+@dataclasses.dataclass(frozen=True)
+class ModelInput:
+    """How the decode workers must prepare the editor's input, and the classes it accepts."""
+
+    resolution: int  # side of the square model input
+    resample: str  # PIL filter of the resize: "bicubic" | "bilinear"
+    num_classes: int  # class indices the editor accepts: 0..num_classes-1 (at most ImageNet-1k's 1000)
+
+
+def model_input(preset, editor) -> ModelInput:
+    """The preset's declared input facts (Preset.resolution, input_resample, num_classes); a preset that
+    declares one not (plugins, tests) leaves it to the built editor's attribute (Editor contract).
+    EditorError when the editor contradicts its preset or names no known filter."""
+    declared = {"resolution": preset.resolution, "input_resample": preset.input_resample,
+                "num_classes": preset.num_classes}
+    facts = {}
+    for name, value in declared.items():
+        own = getattr(editor, name)
+        if value is not None and own is not None and own != value:
+            raise EditorError(f"editor {preset.name!r} broke the contract: its {name} {own!r} is not its "
+                              f"preset's {value!r}")
+        facts[name] = value if value is not None else own
     try:
-        return check_resample(resample)
+        resample = check_resample(facts["input_resample"])
     except ValueError as err:
-        raise EditorError(f"editor {preset!r} broke the contract: input_resample {err}") from err
-
-
-def editor_num_classes(editor) -> int:
-    """Classes a class-conditional editor accepts (its `num_classes`, at most ImageNet-1k's 1000)."""
-    return min(NUM_CLASSES, int(getattr(editor, "num_classes", NUM_CLASSES)))
+        raise EditorError(f"editor {preset.name!r} broke the contract: input_resample {err}") from err
+    classes = facts["num_classes"]
+    return ModelInput(int(facts["resolution"]), resample,
+                      NUM_CLASSES if classes is None else min(NUM_CLASSES, int(classes)))
 
 
 def editor_labels(items) -> torch.Tensor:

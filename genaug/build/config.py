@@ -126,23 +126,15 @@ def create_out_dir(out: Path) -> None:
         raise ConfigError(f"--out {out}: cannot create it ({err.strerror}); choose a writable folder") from err
 
 
-LABEL_VALUE = "label"  # an option with this value asks for each sample's class (e.g. --class-token label)
-ALTERNATIVES = (("random", "random"), ("fixed:0", "fixed:N"))  # values probed to suggest instead of "label"
-
-
-def label_options(method: MethodSpec, options: Mapping[str, Any]) -> list[str]:
-    """Names of the options set to "label": they need every sample's ImageNet-1k class index."""
-    return [opt.name for opt in method.options if options.get(opt.name) == LABEL_VALUE]
-
-
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
 def _instead(method: MethodSpec, given: Mapping[str, Any], name: str) -> str:
-    """'add --class-token random (or --class-token fixed:N)': the values the method accepts instead."""
+    """'add --class-token random (or --class-token fixed:N)': the values the method suggests instead
+    (MethodSpec.label_alternatives) that it accepts with the other options given."""
     flag, valid = _flag(name), []
-    for probe, shown in ALTERNATIVES:
+    for probe, shown in method.label_alternatives:
         try:
             method.validate_options({**given, name: probe})
         except ValueError:
@@ -160,7 +152,7 @@ def check_label_options(method: MethodSpec, options: Mapping[str, Any], source: 
     folders named by ImageNet-1k wnids (the class handed to the editor is the ImageNet-1k index).
     `given`: the user's options as passed to validate_options (None: `options`)."""
     given = options if given is None else given
-    for name in label_options(method, options):
+    for name in method.label_options(options):
         flag, instead = _flag(name), _instead(method, given, name)
         description = getattr(source, "description", source)
         if not getattr(source, "labelled", False):
@@ -231,7 +223,7 @@ def resolve(config: BuildConfig) -> BuildSettings:
     return BuildSettings(
         config=config, method=method, preset=preset, options=options, device=device, source=source,
         weights=weights, weights_sha256=sha, fingerprint_inputs=inputs, fingerprint=fingerprint_of(inputs),
-        label_options=tuple(label_options(method, options)),
+        label_options=tuple(method.label_options(options)),
     )
 
 

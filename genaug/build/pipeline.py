@@ -24,7 +24,7 @@ import torch
 
 from genaug.build import runfiles
 from genaug.build.batches import (
-    EditorError, class_problem, edit_batch, editor_num_classes, editor_resample, make_members, run_info,
+    EditorError, class_problem, edit_batch, make_members, model_input, run_info,
 )
 from genaug.build.config import BuildConfig, BuildSettings, ConfigError, create_out_dir, resolve, versions
 from genaug.build.editor import make_editor
@@ -131,8 +131,7 @@ class _Runner:
         self.progress = progress
         self.info = run_info(settings)
         self.facts = shard_facts(settings)
-        self.resample = editor_resample(editor, settings.preset.name)  # filter of the decode workers' resize
-        self.num_classes = editor_num_classes(editor)
+        self.input = model_input(settings.preset, editor)  # how the decode workers resize, classes accepted
         workers = max(1, self.config.num_workers)
         self.decode_window = 2 * workers + 1  # decoded batches in flight
         self.encode_window = workers + 1  # model outputs waiting for encode
@@ -153,7 +152,7 @@ class _Runner:
                     return
                 future = None
                 if isinstance(event, _Batch):
-                    future = self.pool.submit(decode_batch, event.items, self.editor.resolution, self.resample)
+                    future = self.pool.submit(decode_batch, event.items, self.input.resolution, self.input.resample)
                     in_flight += 1
                 queue.append((event, future))
 
@@ -195,7 +194,7 @@ class _Runner:
         """`decoded`, or a skipped copy of it when its class cannot condition the editor."""
         if decoded.prepared is None:
             return decoded
-        reason = class_problem(decoded.item, self.settings.label_options, self.num_classes)
+        reason = class_problem(decoded.item, self.settings.label_options, self.input.num_classes)
         return decoded if reason is None else dataclasses.replace(decoded, prepared=None, reason=reason)
 
     def _write_next(self) -> None:
@@ -329,7 +328,7 @@ def _checked_editor(settings: BuildSettings):
     """The editor, after the checks that need it (nothing in --out has changed yet)."""
     editor = make_editor(settings)
     try:
-        editor_resample(editor, settings.preset.name)
+        model_input(settings.preset, editor)
     except EditorError as err:
         raise BuildError(str(err)) from err
     return editor
