@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PRECISIONS = ("auto", "fp32", "bf16")  # EditorContext.precision values (auto: bf16 where faithful on CUDA)
 CONVERTED_NAME = "converted"  # EditorContext.weights key of a converted state dict
 LABEL_VALUE = "label"  # an option with this value asks for each sample's class (e.g. --class-token label)
 

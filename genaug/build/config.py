@@ -23,11 +23,10 @@ from genaug.build.runfiles import fingerprint_inputs, fingerprint_of
 from genaug.device import resolve_device
 from genaug.errors import ConfigError
 from genaug.format import AUG_FORMATS
-from genaug.registry import REGISTRY, MethodSpec, Preset
+from genaug.registry import PRECISIONS, REGISTRY, MethodSpec, Preset
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclasses.dataclass(frozen=True)
