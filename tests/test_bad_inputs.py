@@ -10,7 +10,6 @@ import pickle
 import tarfile
 from pathlib import Path
 
-import editors
 import pytest
 import torch
 from click.testing import CliRunner
@@ -21,6 +20,7 @@ from genaug.build.pipeline import run_build
 from genaug.build.sources import open_source
 from genaug.cli.main import main
 from genaug.registry import REGISTRY, Preset, WeightFile
+from genaug.testing import editors
 
 TRUNCATED_AFTER = 2  # samples kept from the truncated shard
 

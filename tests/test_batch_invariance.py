@@ -4,7 +4,6 @@ change a pixel; CPU threads are pinned while they compute."""
 
 from __future__ import annotations
 
-import editors
 import pytest
 import torch
 from imagefactory import make_image_folder
@@ -13,6 +12,7 @@ from genaug.build.pipeline import BuildConfig, run_build
 from genaug.methods import editing
 from genaug.methods.editing import map_chunks, pinned_threads, time_editor, unchunked
 from genaug.registry import REGISTRY, EditorContext
+from genaug.testing import editors
 
 OPTIONS = {  # per method: option sets whose outputs must not depend on the batch size
     "mask": [{}, {"composite": True}, {"mask": "outpaint", "class_token": "random"}],

@@ -7,7 +7,6 @@ index of the folder's wnid (json `class_index`); list and shard labels are taken
 import io
 import json
 
-import editors
 import numpy as np
 import pytest
 from imagefactory import jpeg_bytes, make_wds_shards
@@ -18,6 +17,7 @@ from genaug.build.pipeline import BuildConfig, BuildError, run_build
 from genaug.build.preprocess import prepare
 from genaug.build.sources import open_source
 from genaug.build.sources.imagenet import as_imagenet1k_index, imagenet1k_index, imagenet1k_wnids
+from genaug.testing import editors
 
 SUBSET = {"n01440764": 0, "n02123045": 281}  # tench, tabby cat: their ImageNet-1k indices
 PER_CLASS = 2

@@ -73,8 +73,9 @@ def test_members_group_like_webdataset():
 
 
 def test_a_build_writes_exactly_the_format(tmp_path):
-    import editors
     from imagefactory import make_image_folder
+
+    from genaug.testing import editors
 
     make_image_folder(tmp_path / "images", n=5, odd=False)
     out = tmp_path / "out"

@@ -10,13 +10,13 @@ import pytest
 from click.testing import CliRunner
 from imagefactory import make_imagenet_folder
 from PIL import Image
-from shardfactory import make_shards, sample_key
 
 from genaug.build.preprocess import BadInput, prepare
 from genaug.build.sources import open_source, read_item_bytes
 from genaug.cli.main import main
 from genaug.contact_sheet import real_view, write_contact_sheet
 from genaug.inspect import JSON_FIELDS, InspectError, inspect_shards, resolve_shards
+from genaug.testing.shardfactory import make_shards, sample_key
 
 
 def _members(path):

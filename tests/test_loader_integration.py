@@ -2,13 +2,13 @@
 
 import json
 
-import editors
 import pytest
 import torch
 from imagefactory import make_imagenet_folder
 
 from genaug.build.pipeline import BuildConfig, run_build
 from genaug.loader import GenCLMapDataset, GenCLWebDataset
+from genaug.testing import editors
 
 SIZE = 16
 

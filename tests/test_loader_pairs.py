@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 from scipy.stats import binom
-from shardfactory import make_shards, sample_key
 
 from genaug.loader import GenCLPairs
 from genaug.loader.pairs import unit_draw
+from genaug.testing.shardfactory import make_shards, sample_key
 
 SIZE = 32
 

@@ -4,9 +4,9 @@ import json
 import logging
 
 import pytest
-from shardfactory import make_shards
 
 from genaug.loader import GenCLMapDataset, GenCLWebDataset, resolve_shards
+from genaug.testing.shardfactory import make_shards
 
 
 def _set_status(run, status, **extra):

@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
-from shardfactory import make_shards, sample_key
 from torch.utils.data import DataLoader
 
 from genaug.loader import GenCLMapDataset, GenCLPairs, GenCLWebDataset, distributed_info, resolve_shards
+from genaug.testing.shardfactory import make_shards, sample_key
 
 SIZE = 16
 N = 24

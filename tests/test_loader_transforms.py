@@ -5,9 +5,9 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageOps
-from shardfactory import structured_image
 
 from genaug.loader import transforms as T
+from genaug.testing.shardfactory import structured_image
 
 SIZE = 32
 

@@ -4,7 +4,6 @@ import dataclasses
 import io
 import json
 
-import editors
 import numpy as np
 import pytest
 import torch
@@ -16,6 +15,7 @@ from genaug.build.preprocess import prepare
 from genaug.build.sources import SourceItem, open_source
 from genaug.report.scores import compute_scores
 from genaug.seeding import sample_seed
+from genaug.testing import editors
 
 SHARD_SIZE = 5
 CONTRACT_FIELDS = {

@@ -12,10 +12,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
-from shardfactory import make_shards
 
 from genaug.cli.main import main
 from genaug.report import fid
+from genaug.testing.shardfactory import make_shards
 
 N_SAMPLES = 4
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from shardfactory import make_shards
 
 from genaug.report import classic, tables
 from genaug.report.reader import ReportInputError, discover, iter_pairs
 from genaug.report.scores import ssim
+from genaug.testing.shardfactory import make_shards
 
 
 def _image(seed: int, size: int = 48) -> torch.Tensor:

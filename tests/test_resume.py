@@ -11,9 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-import editors
 import pytest
 from click.testing import CliRunner
 from imagefactory import make_imagenet_folder
@@ -21,8 +19,8 @@ from imagefactory import make_imagenet_folder
 from genaug.build.config import BuildConfig, ConfigError, resolve
 from genaug.build.pipeline import BuildError, run_build
 from genaug.cli.main import main
+from genaug.testing import editors
 
-TESTS_DIR = Path(__file__).resolve().parent
 SHARD_SIZE = 3
 
 
@@ -107,8 +105,8 @@ def _build_argv(folder, out, *extra) -> list[str]:
 @pytest.mark.slow
 def test_sigkill_mid_shard_then_rerun_gives_the_uninterrupted_output(folder, baseline, tmp_path):
     out = tmp_path / "killed"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
-    code = "import editors; editors.register(); from genaug.cli.main import main; main()"
+    env = dict(os.environ)
+    code = "from genaug.testing import editors; editors.register(); from genaug.cli.main import main; main()"
     argv = _build_argv(folder, out, "--batch-size", "1", "--delay", "0.4", "--quiet")
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

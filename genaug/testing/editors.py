@@ -1,6 +1,6 @@
 """A test-only method and preset for pipeline tests: cheap, deterministic, seed-dependent.
 
-``editors.register()`` (tests/ is on sys.path under pytest) adds method ``test`` with preset
+``genaug.testing.editors.register()`` adds method ``test`` with preset
 ``test-invert`` to the registry and ``editors.unregister()`` removes them (use a module fixture, so
 other test modules never see them): the output is the inverted input plus seeded noise, at the input resolution
 times ``scale``. It obeys the editor contract (a sample's output depends only on its seed, label
