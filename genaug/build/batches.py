@@ -130,13 +130,9 @@ def _check_result(result, n: int, preset: str) -> None:
 
 
 def compute_sample_scores(names, real: torch.Tensor, aug: torch.Tensor) -> list[dict]:
-    """Scores of each pair: `aug` (B,3,H,W) is resized to `real` (B,3,R,R) first (bicubic, antialiased)."""
+    """Scores of each pair (compute_scores resizes `aug` (B,3,H,W) to `real` (B,3,R,R) when they differ)."""
     from genaug.report.scores import compute_scores
 
-    if aug.shape[-2:] != real.shape[-2:]:
-        resized = torch.nn.functional.interpolate(aug.float(), size=tuple(real.shape[-2:]), mode="bicubic",
-                                                  antialias=True, align_corners=False)
-        aug = resized.round().clamp(0, 255).to(torch.uint8)
     values = compute_scores(list(names), real, aug)
     return [{name: float(values[name][i]) for name in names} for i in range(real.shape[0])]
 

@@ -8,17 +8,13 @@ import pickle
 import zipfile
 
 import torch
+from msgpack.exceptions import UnpackException as _MsgpackError  # unpack errors that are no ValueError
 
 from genaug.build.config import ConfigError, BuildSettings
 from genaug.registry import EditorContext
 
 log = logging.getLogger(__name__)
 
-try:  # msgpack's unpack errors that are no ValueError (OutOfData, BufferFull)
-    from msgpack.exceptions import UnpackException as _MsgpackError
-except ImportError:  # msgpack is only needed by the MaskGIT loaders
-    class _MsgpackError(Exception):
-        """Placeholder: never raised."""
 
 # what torch.load (weights_only), the flax msgpack reader and the converters raise on a damaged file
 WEIGHT_LOAD_ERRORS = (pickle.UnpicklingError, KeyError, EOFError, zipfile.BadZipFile, _MsgpackError, RuntimeError,

@@ -6,7 +6,6 @@ import importlib
 import logging
 
 import click
-from click.utils import make_default_short_help
 
 from genaug import __version__
 
@@ -44,7 +43,7 @@ class LazyGroup(click.Group):
         rows = []
         for name in names:
             if name in COMMANDS:
-                text = make_default_short_help(COMMANDS[name][1], limit)
+                text = click.Command(name, help=COMMANDS[name][1]).get_short_help_str(limit)
             else:
                 text = super().get_command(ctx, name).get_short_help_str(limit)
             rows.append((name, text))

@@ -52,11 +52,6 @@ class PairStats:
     def as_dict(self) -> dict:
         return {name: int(v.value) for name, v in self._values.items()}
 
-    def reset(self) -> None:
-        for value in self._values.values():
-            with value.get_lock():
-                value.value = 0
-
     def __repr__(self) -> str:
         return f"PairStats({self.as_dict()})"
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import pickle
 from pathlib import Path
 from typing import Mapping
 
 import torch
 from torch import nn
 
+from genaug.checkpoint import CheckpointError, load_checkpoint
 from genaug.models.icgan.config import ICGANConfig
 from genaug.models.icgan.convert import DROPPED_KEYS, ConversionError, fold_spectral_norm, official_generator_file
 from genaug.models.icgan.layers import Attention, GBlock, OutputBatchNorm
@@ -143,18 +143,10 @@ class Generator(nn.Module):
 
 
 def _load_plain_state_dict(file: Path) -> dict:
-    if not file.is_file():
-        raise FileNotFoundError(f"{file}: no such file")
     try:
-        payload = torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{file}: not a plain tensor dict (refusing to unpickle code); pass the generator "
-            f"weights G_ema_best0.pth, not state_dict_best0.pth ({err})"
-        ) from err
-    if not isinstance(payload, dict):
-        raise ValueError(f"{file}: expected a dict of tensors, found {type(payload).__name__}")
-    return payload
+        return load_checkpoint(file, "a plain tensor dict")
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}; pass the generator weights G_ema_best0.pth, not state_dict_best0.pth") from err
 
 
 # ---- official checkpoint -> this port's state dict (against the Generator's own shapes) ----------------
