@@ -45,9 +45,7 @@ def shards(tmp_path_factory):
 
 
 def _config(out, data, **kw) -> BuildConfig:
-    base = dict(method=editors.METHOD, out=out, data=tuple(data), shard_size=4, batch_size=2, num_workers=0, seed=1)
-    base.update(kw)
-    return BuildConfig(**base)
+    return editors.build_config(out, data, **{"shard_size": 4, "batch_size": 2, "seed": 1, **kw})
 
 
 def _errors(out) -> list[dict]:

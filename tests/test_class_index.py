@@ -40,10 +40,8 @@ def subset(tmp_path_factory):
 
 
 def _build(data, out, **kw):
-    base = dict(method=editors.METHOD, out=out, data=(str(data),), batch_size=3, num_workers=0, seed=1,
-                options={"amplitude": 0})
-    base.update(kw)
-    return run_build(BuildConfig(**base))
+    return run_build(editors.build_config(out, data, **{"batch_size": 3, "seed": 1, "options": {"amplitude": 0},
+                                                         **kw}))
 
 
 def _metas(out):

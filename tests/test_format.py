@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from genaug import format as F
-from genaug.build.pipeline import BuildConfig, run_build
+from genaug.build.pipeline import run_build
 
 CONTRACTS = Path(__file__).resolve().parents[1] / "docs" / "contracts.md"
 pytestmark = pytest.mark.usefixtures("test_method")
@@ -79,8 +79,7 @@ def test_a_build_writes_exactly_the_format(tmp_path):
 
     make_image_folder(tmp_path / "images", n=5, odd=False)
     out = tmp_path / "out"
-    run_build(BuildConfig(method=editors.METHOD, out=out, data=(str(tmp_path / "images"),), shard_size=3,
-                          batch_size=2, num_workers=0, options={"amplitude": 0}))
+    run_build(editors.build_config(out, tmp_path / "images", shard_size=3, batch_size=2, options={"amplitude": 0}))
     tars = F.find_shards(out)
     assert [t.name for t in tars] == [F.shard_name(0), F.shard_name(1)]
     for tar in tars:

@@ -33,10 +33,8 @@ def folder(tmp_path_factory):
 
 
 def _config(folder, out, **kw) -> BuildConfig:
-    base = dict(method=editors.METHOD, out=out, data=(str(folder["train"]),), shard_size=SHARD_SIZE,
-                batch_size=3, num_workers=0, seed=7, options={"amplitude": 6})
-    base.update(kw)
-    return BuildConfig(**base)
+    return editors.build_config(out, folder["train"], **{"shard_size": SHARD_SIZE, "batch_size": 3, "seed": 7,
+                                                         "options": {"amplitude": 6}, **kw})
 
 
 @pytest.fixture(scope="module")

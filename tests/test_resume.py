@@ -34,10 +34,7 @@ def folder(tmp_path_factory):
 
 
 def _config(folder, out, **kw) -> BuildConfig:
-    base = dict(method=editors.METHOD, out=out, data=(str(folder["train"]),), shard_size=SHARD_SIZE,
-                batch_size=2, num_workers=0, seed=3)
-    base.update(kw)
-    return BuildConfig(**base)
+    return editors.build_config(out, folder["train"], **{"shard_size": SHARD_SIZE, "batch_size": 2, "seed": 3, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -94,6 +94,15 @@ PRESETS = (
 )
 
 
+def build_config(out, data, **settings):
+    """The BuildConfig of a build with the test method, everything in-process (`num_workers` 0); `data`: one
+    path or a sequence of them; `settings` override any field (the one helper the tests share)."""
+    from genaug.build.config import BuildConfig
+
+    paths = (str(data),) if isinstance(data, (str, Path)) else tuple(str(d) for d in data)
+    return BuildConfig(**{"method": METHOD, "out": out, "data": paths, "num_workers": 0, **settings})
+
+
 def register() -> None:
     """Add the test method and presets to the registry (idempotent)."""
     if METHOD in {spec.name for spec in REGISTRY.methods()}:
