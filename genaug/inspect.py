@@ -1,4 +1,4 @@
-"""`genaug inspect`: summarise and verify genaug shards (library part; cli/inspect.py prints).
+"""`genaug inspect`: summarise and verify genaug shards (library part; genaug/cli/inspect.py prints).
 
 ``inspect_shards(paths, verify)`` returns a JSON-serialisable report: per shard the sample count,
 member fields, methods/presets, image sizes, labels, scores, its stats file and recorded errors,
