@@ -12,11 +12,11 @@ import torch
 
 from genaug import __version__
 from genaug.build.config import BuildSettings
-from genaug.build.sources.imagenet import NUM_CLASSES
 from genaug.build.preprocess import check_resample
-from genaug.seeding import sample_seed
 from genaug.build.shard import ShardRun
+from genaug.build.sources.imagenet import NUM_CLASSES
 from genaug.format import CLS, JSON, REAL, aug_member
+from genaug.seeding import sample_seed
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,6 @@ settings that change the output: batch size, worker count and device index do no
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path

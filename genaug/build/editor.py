@@ -10,7 +10,7 @@ import zipfile
 import torch
 from msgpack.exceptions import UnpackException as _MsgpackError  # unpack errors that are no ValueError
 
-from genaug.build.config import ConfigError, BuildSettings
+from genaug.build.config import BuildSettings, ConfigError
 from genaug.registry import EditorContext
 
 log = logging.getLogger(__name__)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
-from concurrent.futures.process import BrokenProcessPool
 import dataclasses
 import logging
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol
 
@@ -24,7 +24,12 @@ import torch
 
 from genaug.build import runfiles
 from genaug.build.batches import (
-    EditorError, class_problem, edit_batch, make_members, model_input, run_info,
+    EditorError,
+    class_problem,
+    edit_batch,
+    make_members,
+    model_input,
+    run_info,
 )
 from genaug.build.config import BuildConfig, BuildSettings, ConfigError, create_out_dir, resolve, versions
 from genaug.build.editor import make_editor

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from genaug.build.shard import done_stats, read_json, remove_temp_files, write_json_atomic
 from genaug.errors import ConfigError

@@ -15,8 +15,8 @@ import hashlib
 import json
 import logging
 import os
-import time
 import tarfile
+import time
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 

@@ -30,8 +30,16 @@ from typing import Sequence
 import braceexpand
 
 from genaug.build.sources.base import (
-    ENV_DATA, SHARD_SUFFIXES, ImageFolderSource, ImageNetFolderSource, Source, SourceError, SourceItem,
-    imagenet_classes, is_image_name, read_item_bytes,
+    ENV_DATA,
+    SHARD_SUFFIXES,
+    ImageFolderSource,
+    ImageNetFolderSource,
+    Source,
+    SourceError,
+    SourceItem,
+    imagenet_classes,
+    is_image_name,
+    read_item_bytes,
 )
 from genaug.build.sources.filelist import FileListSource
 from genaug.build.sources.shards import ShardSource, read_wids_index

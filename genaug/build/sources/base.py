@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from genaug.build.sources.imagenet import as_imagenet1k_index, imagenet1k_index
 from genaug.build.preprocess import BadInput
+from genaug.build.sources.imagenet import as_imagenet1k_index, imagenet1k_index
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,14 @@ import tarfile
 from pathlib import Path
 
 from genaug.build.sources.base import (
-    CLEAN_KEY, LABEL, SHARD_IMAGE_FIELDS, SHARD_READ_ERRORS, WNID_KEY, Source, SourceError, slug_key,
+    CLEAN_KEY,
+    LABEL,
+    SHARD_IMAGE_FIELDS,
+    SHARD_READ_ERRORS,
+    WNID_KEY,
+    Source,
+    SourceError,
+    slug_key,
 )
 from genaug.format import INDEX_KIND, index_urls, is_remote, iter_tar_samples
 
