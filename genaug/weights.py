@@ -35,6 +35,7 @@ from typing import Callable, Mapping
 
 from tqdm import tqdm
 
+from genaug.methods.catalog import CONVERTERS as BUILTIN_CONVERTERS
 from genaug.registry import CONVERTED_NAME, Preset, WeightFile
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ _CHUNK = 1 << 20  # read/hash block size in bytes
 _DOWNLOAD_TIMEOUT_S = 60  # socket timeout of one read
 
 # preset name -> function(resolved official weights, output path) writing a converted state dict
-CONVERTERS: dict[str, Callable[[Mapping[str, Path], Path], None]] = {}
+CONVERTERS: dict[str, Callable[[Mapping[str, Path], Path], None]] = dict(BUILTIN_CONVERTERS)
 
 
 class WeightsError(RuntimeError):

@@ -1,7 +1,7 @@
 """The built-in presets, declared as data (timm's pretrained cfgs): each names its method, its weight
 files and the facts of its model input (`resolution`, `input_resample`, `num_classes`), so the build
-knows how to prepare images without building a model. `build` and the converter import the model code
-only when called. No torch here.
+knows how to prepare images without building a model. `build` and the converters import the model code
+only when called. No torch and nothing heavy here: `import genaug` (every worker process) imports it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import Mapping
 
 from genaug.methods import specs
 from genaug.registry import EditorContext, Preset, Registry, WeightFile
-from genaug.weights import register_converter
 
 _MASKGIT_URL = "https://storage.googleapis.com/maskgit-public/checkpoints/"
 _ICGAN_URL = "https://dl.fbaipublicfiles.com/ic_gan/"
@@ -117,10 +116,14 @@ ICGAN_PRESETS = (
 )
 
 
+# preset name -> function(resolved official weights, output path) writing a converted state dict
+# (`genaug convert`; genaug.weights.CONVERTERS starts from these)
+CONVERTERS = {"maskgit-imagenet256": _convert_maskgit}
+
+
 def register_builtins(registry: Registry) -> None:
-    """Register the built-in methods, presets and converters in `registry`."""
+    """Register the built-in methods and presets in `registry`."""
     registry.register_method(specs.MASK)
     registry.register_method(specs.NOISE)
     for preset in MASKGIT_PRESETS + ICGAN_PRESETS:
         registry.register_preset(preset)
-    register_converter("maskgit-imagenet256", _convert_maskgit)
