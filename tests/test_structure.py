@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,3 +117,16 @@ def test_help_imports_no_torch(args):
     assert result.returncode == 0, result.stderr
     assert "Usage: genaug" in result.stdout
     assert result.stdout.splitlines()[-1] == "False", result.stdout[-300:]
+
+
+@pytest.mark.parametrize("limit", [20, 45, 70, 200])
+def test_declared_command_help_is_the_commands_own(limit):
+    import importlib
+
+    from genaug.cli.main import COMMANDS
+
+    for name, (target, text) in COMMANDS.items():
+        module, attr = target.split(":")
+        command = getattr(importlib.import_module(module), attr)
+        declared = click.Command(name, help=text).get_short_help_str(limit)
+        assert declared == command.get_short_help_str(limit), name

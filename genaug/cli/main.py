@@ -13,12 +13,13 @@ from genaug import __version__
 COMMANDS = {
     "build": ("genaug.cli.build:build", "Write paired real/augmented WebDataset shards for every input image."),
     "inspect": ("genaug.cli.inspect:inspect", "Summarise genaug shards: PATHS are shard files, run folders or "
-                "brace patterns."),
+                "brace patterns (e.g. out/shard-{0000..0009}.tar)."),
     "models": ("genaug.cli.models:models", "List model presets with their weight files, cache location and "
                "whether the files are present."),
     "convert": ("genaug.cli.convert:convert", "Convert official checkpoints (e.g. MaskGIT flax msgpack) to a "
                 "torch file."),
-    "report": ("genaug.cli.report:report", "Write the cost-benefit report of the genaug shards in SHARDS."),
+    "report": ("genaug.cli.report:report", "Write the cost-benefit report of the genaug shards in SHARDS (build "
+               "folders or .tar files)."),
 }
 
 
