@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from genaug.loader import GenCLMapDataset, GenCLWebDataset, SoloLearnAdapter
 from genaug.training import VICRegConfig, vicreg_loss
-from shardfactory import make_shards, sample_key
+from genaug.testing.shardfactory import make_shards, sample_key
 
 SIZE = 32
 N = 20

@@ -21,7 +21,7 @@ from genaug.training import (
     warmup_cosine,
 )
 from genaug.training.optim import exclude_bias_and_norm
-from shardfactory import make_shards
+from genaug.testing.shardfactory import make_shards
 
 TINY = VICRegConfig(arch="small", mlp="64-64")
 

@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from genaug.format import is_remote
 from genaug.loader.adapters import get_adapter
 from genaug.loader.pairs import GenCLPairs
 from genaug.loader.shardindex import resolve_shards
@@ -37,7 +38,7 @@ class GenCLMapDataset(torch.utils.data.Dataset):
         if index.nsamples is None:
             raise ValueError(f"{source!r} has no index.json; the map-style dataset needs one for its length "
                              "(use GenCLWebDataset for plain shard lists)")
-        if any(url.startswith(("http://", "https://", "pipe:")) for url in index.urls):
+        if any(is_remote(url) for url in index.urls):
             raise ValueError("GenCLMapDataset reads local shards only; use GenCLWebDataset for remote urls")
         self.pairs = pairs if pairs is not None else GenCLPairs(**pair_options)
         self.adapter: Callable = get_adapter(adapter)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
+from genaug.checkpoint import CheckpointError, load_checkpoint
 from genaug.loader import GenCLMapDataset
 from genaug.loader.pairs import decode_image, sample_label
 from genaug.loader.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -152,7 +153,9 @@ def linear_probe(train_x, train_y, val_x, val_y, n_classes: int, cfg: EvalConfig
 
 def load_backbone(checkpoint: str | os.PathLike) -> torch.nn.Module:
     """The backbone saved by :func:`genaug.training.pretrain.save` (weights_only, strict keys)."""
-    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    payload = load_checkpoint(checkpoint, "a backbone saved by genaug.training (examples/train_vicreg.py --out)")
+    if "backbone" not in payload or "arch" not in payload.get("model", {}):
+        raise CheckpointError(f"{checkpoint}: not a genaug.training backbone (no 'backbone' weights or model arch)")
     backbone, _ = build_backbone(payload["model"]["arch"])
     backbone.load_state_dict(payload["backbone"], strict=True)
     return backbone
