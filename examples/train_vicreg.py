@@ -18,7 +18,6 @@ The logic lives in genaug.training; this file only parses arguments.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 
 from genaug.training.args import add_eval_args, add_pretrain_args, eval_config, pretrain_config

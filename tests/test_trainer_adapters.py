@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from genaug.loader import GenCLMapDataset, GenCLWebDataset, SoloLearnAdapter
-from genaug.training import VICRegConfig, vicreg_loss
 from genaug.testing.shardfactory import make_shards, sample_key
+from genaug.training import VICRegConfig, vicreg_loss
 
 SIZE = 32
 N = 20
@@ -198,7 +198,7 @@ def test_official_vicreg_loop_format_with_distributed_sampler(shards):
         loader = DataLoader(dataset, batch_size=5, sampler=sampler)
         steps = 0
         for step, ((x, y), _) in enumerate(loader, start=1 * len(loader)):
-            assert x.shape == y.shape == (5, 3, SIZE, SIZE)
+            assert step == len(loader) + steps and x.shape == y.shape == (5, 3, SIZE, SIZE)  # epoch 1's steps
             steps += 1
         assert steps == len(loader) == 2
         seen += list(sampler)

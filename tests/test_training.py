@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from genaug.testing.shardfactory import make_shards
 from genaug.training import (
     LARS,
     EvalConfig,
@@ -21,7 +22,6 @@ from genaug.training import (
     warmup_cosine,
 )
 from genaug.training.optim import exclude_bias_and_norm
-from genaug.testing.shardfactory import make_shards
 
 TINY = VICRegConfig(arch="small", mlp="64-64")
 
