@@ -24,6 +24,7 @@ import braceexpand
 from PIL import Image, UnidentifiedImageError
 
 from genaug.preprocess import exif_orientation
+from genaug.runcheck import Measured, check_run
 from genaug.runstatus import BuildStatus, read_build_status, unstarted_build
 from genaug.sources import iter_tar_stream
 
@@ -130,12 +131,15 @@ class ShardSummary:
 
     def add(self, key: str, fields: dict[str, bytes]) -> None:
         self.nsamples += 1
-        self.fields.update(fields.keys())
-        if "json" in fields or any(f in fields for f in AUG_FIELDS):
+        present = set(fields) | set(getattr(fields, "oversized", {}))  # oversized members: named, not read
+        self.fields.update(present)
+        if "json" in present or any(f in present for f in AUG_FIELDS):
             self.genaug_samples += 1
         if key in self._keys:
             self.problem(key, "duplicate key in the shard")
         self._keys.add(key)
+        for reason in getattr(fields, "oversized", {}).values():  # not read (genaug.limits)
+            self.problem(key, reason)
         meta = self._read_json(key, fields.get("json"))
         aug_name = next((f for f in AUG_FIELDS if f in fields), None)
         if aug_name is None:
@@ -267,6 +271,7 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
     shards = resolve_shards(paths)
     run_errors = _load_run_errors({p.parent for p in shards})
     reports, problems, scores = [], [], {}
+    measured: dict[Path, dict[str, Measured]] = {}
     for path in shards:
         summary = ShardSummary(path, verify)
         digest = _read_into(summary)
@@ -274,6 +279,8 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
         stats = _read_stats(path, summary)
         if verify and stats is not None and digest is not None:
             _compare_stats(summary, stats, digest)
+        if digest is not None:
+            measured.setdefault(path.parent, {})[path.name] = Measured(digest[0], digest[1], summary.nsamples)
         report = summary.report()
         report["stats"] = _stats_digest(stats)
         report["errors"] = _errors_for(path, run_errors.get(path.parent, []))
@@ -284,6 +291,8 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
     builds = _build_statuses({p.parent for p in shards} | {p for _, p in _expand(paths) if p.is_dir()})
     if verify:
         problems.extend(f"{b.folder}: {b.problem()}" for b in builds if not b.finished)
+        for folder in _run_folders(paths, shards):
+            problems.extend(check_run(folder, measured.get(folder, {})))
     all_errors = [e for errors in run_errors.values() for e in errors]
     totals = {
         "shards": len(reports),
@@ -299,6 +308,14 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
             "builds": [{"folder": str(b.folder), "status": b.status, "finished": b.finished,
                         "shards_done": b.shards_done, "shards_expected": b.shards_expected,
                         "summary": b.describe()} for b in builds]}
+
+
+def _run_folders(paths: Sequence[str], shards: list[Path]) -> list[Path]:
+    """Folders checked against their records: those given, and those of the shards given that hold a
+    manifest.json or index.json (genaug run folders)."""
+    given = {p for _, p in _expand(paths) if p.is_dir()}
+    parents = {p.parent for p in shards if (p.parent / "manifest.json").is_file() or (p.parent / "index.json").is_file()}
+    return sorted(given | parents)
 
 
 def _build_statuses(folders: set[Path]) -> list[BuildStatus]:

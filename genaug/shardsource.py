@@ -63,7 +63,11 @@ class ShardSource(Source):
         image = next((fields[f] for f in SHARD_IMAGE_FIELDS if f in fields), b"")
         wnid_match = WNID_KEY.fullmatch(member_key)
         label = _shard_label(fields.get("cls"), f"{url}#{member_key}") if self.labelled else None
-        return key, f"{url}#{member_key}", label, wnid_match.group(1) if wnid_match else None, image
+        wnid = wnid_match.group(1) if wnid_match else None
+        oversized = getattr(fields, "oversized", None)
+        if oversized:  # a member over genaug.limits.MAX_MEMBER_BYTES: the sample is skipped, nothing read
+            return key, f"{url}#{member_key}", label, wnid, None, "; ".join(oversized.values())
+        return key, f"{url}#{member_key}", label, wnid, image
 
 
 def tar_end_problem(url: str) -> str | None:
@@ -72,8 +76,8 @@ def tar_end_problem(url: str) -> str | None:
     tarfile stops without an error at a header that is cut off or invalid after the first one, which
     would silently drop the rest of the shard; a proper tar ends with two zero blocks and zero padding
     (only headers are read here: tarfile seeks over the member data)."""
-    if _is_remote(url) or not url.lower().endswith(".tar"):
-        return None  # compressed or remote: only what tarfile itself reports
+    if _is_remote(url) or compression(url) is not None:
+        return None  # compressed (whatever its name) or remote: only what tarfile itself reports
     with tarfile.open(url, "r:") as tar:
         for _ in tar:
             pass
@@ -89,6 +93,17 @@ def tar_end_problem(url: str) -> str | None:
     if tail.strip(b"\0"):
         return f"data after the end-of-archive blocks at byte {end} (concatenated tars?)"
     return None
+
+
+COMPRESSION_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
+
+
+def compression(path: str) -> str | None:
+    """The compression of a local file by its first bytes ("gzip" | "bzip2" | "xz"), None for none
+    (a gzip-compressed tar named .tar is read as the gzip stream it is)."""
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    return next((name for magic, name in COMPRESSION_MAGIC if head.startswith(magic)), None)
 
 
 def broken_shard_key(url: str) -> str:

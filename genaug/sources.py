@@ -35,6 +35,7 @@ from typing import IO, Iterator, Sequence
 import braceexpand
 
 from genaug.imagenet import as_imagenet1k_index, imagenet1k_index
+from genaug.limits import MAX_MEMBER_BYTES, oversize_reason, read_file_capped, regular_file_problem
 from genaug.preprocess import BadInput
 
 log = logging.getLogger(__name__)
@@ -95,11 +96,36 @@ def _sorted_entries(folder: str) -> list[os.DirEntry]:
         return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
 
 
+def entry_kind(entry: os.DirEntry) -> tuple[str, str | None]:
+    """("dir" | "file" | "other" | "error", reason) of a folder entry, following symlinks; never raises.
+
+    "error": the entry cannot be stat'ed (a symlink loop, a dangling link, permission denied), with the
+    reason; "other": not a regular file (FIFO, socket, device), with the reason; reading such an entry
+    could block or never end, so it is recorded instead of read."""
+    try:
+        if entry.is_dir():
+            return "dir", None
+        mode = entry.stat().st_mode
+    except OSError as err:
+        if entry.is_symlink() and isinstance(err, FileNotFoundError):
+            return "error", f"broken symlink (its target {_link_target(entry.path)} does not exist)"
+        return "error", f"cannot stat: {err.strerror or err}"
+    problem = regular_file_problem(mode)
+    return ("file", None) if problem is None else ("other", problem)
+
+
+def _link_target(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError as err:
+        return f"unreadable: {err.strerror or err}"
+
+
 def walk_images(root: str, rel: str = "", seen: tuple = ()) -> Iterator[tuple[str, str, str | None]]:
     """(relative posix path, absolute path, None) of every image below `root`, depth first, each
-    folder's entries sorted by name; symlinked folders are followed once (loops are cut). A subfolder
-    that cannot be listed gives (its relative path, its path, the reason) and the walk goes on; an
-    unreadable `root` raises OSError."""
+    folder's entries sorted by name; symlinked folders are followed once (loops are cut). An entry named
+    like an image that cannot be stat'ed or is not a regular file, and a subfolder that cannot be listed,
+    give (its relative path, its path, the reason) and the walk goes on; an unreadable `root` raises OSError."""
     folder = os.path.join(root, rel) if rel else root
     try:
         stat = os.stat(folder)
@@ -113,17 +139,18 @@ def walk_images(root: str, rel: str = "", seen: tuple = ()) -> Iterator[tuple[st
     ident = (stat.st_dev, stat.st_ino)
     if ident in seen:
         log.warning("skipping %s: symlink loop", folder)
+        yield rel, folder, "symlink loop: the folder links back to one being walked (not followed again)"
         return
     for entry in entries:
         child = f"{rel}/{entry.name}" if rel else entry.name
-        if entry.is_dir():
+        kind, reason = entry_kind(entry)
+        if kind == "dir":
             yield from walk_images(root, child, seen + (ident,))
-        elif is_image_name(entry.name) and (entry.is_file() or _is_dangling(entry)):
-            yield child, entry.path, None  # a dangling symlink too: reading it records "broken symlink"
-
-
-def _is_dangling(entry: os.DirEntry) -> bool:
-    return entry.is_symlink() and not os.path.exists(entry.path)
+        elif is_image_name(entry.name):
+            yield child, entry.path, reason  # reason None: a regular file, read in a worker
+        elif kind == "error":  # any name: it may be a folder (e.g. a symlinked folder that loops)
+            log.warning("cannot stat %s (%s); it is recorded as a skipped input", entry.path, reason)
+            yield child, entry.path, reason
 
 
 class Source:
@@ -203,29 +230,38 @@ class ImageNetFolderSource(Source):
                 stem = os.path.splitext(entry.name)[0]
                 stems[stem] = stems.get(stem, 0) + 1
             for entry in entries:
-                if entry.is_dir():
+                kind, reason = entry_kind(entry)
+                if kind == "dir":
                     for rel, path, error in walk_images(class_dir, entry.name):
                         yield path_key(f"{wnid}/{rel}"), path, label, wnid, None, error
-                elif is_image_name(entry.name) and (entry.is_file() or _is_dangling(entry)):
+                elif is_image_name(entry.name) or kind == "error":
                     stem = os.path.splitext(entry.name)[0]
                     plain = stems[stem] == 1 and CLEAN_KEY.fullmatch(stem) and stem.startswith(f"{wnid}_")
-                    yield (stem if plain else path_key(f"{wnid}/{entry.name}")), entry.path, label, wnid, None
+                    key = stem if plain else path_key(f"{wnid}/{entry.name}")
+                    yield key, entry.path, label, wnid, None, reason
 
 
 def imagenet_classes(root: Path) -> list[str] | None:
     """Sorted class folder names if `root` looks like ImageNet-style class folders, else None.
 
     Rule: `root` holds no image files itself, has at least one (non-hidden) subfolder, and every
-    subfolder directly holds at least one image file."""
+    subfolder directly holds at least one image file. Entries named like images that cannot be stat'ed
+    or are not regular files count as image files; a subfolder that cannot be listed counts as a class
+    (so labels do not depend on permissions; its items are recorded as errors by the build)."""
     classes = []
     for entry in _sorted_entries(str(root)):
-        if entry.is_file() and is_image_name(entry.name):
-            return None
-        if entry.is_dir():
+        kind, _ = entry_kind(entry)
+        if kind != "dir":
+            if is_image_name(entry.name):
+                return None
+            continue
+        try:
             with os.scandir(entry.path) as it:
-                if not any(e.is_file() and is_image_name(e.name) for e in it):
+                if not any(is_image_name(e.name) and entry_kind(e)[0] != "dir" for e in it):
                     return None
-            classes.append(entry.name)
+        except OSError as err:
+            log.warning("cannot list %s (%s); taken as a class folder", entry.path, err.strerror or err)
+        classes.append(entry.name)
     return classes or None
 
 
@@ -250,12 +286,23 @@ def iter_tar_samples(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
         yield from iter_tar_stream(stream)
 
 
-def iter_tar_stream(fileobj: IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]]]:
+class SampleFields(dict):
+    """{field: bytes} of one tar sample; ``oversized`` maps the fields that were not read because their
+    member is over the size limit (genaug.limits.MAX_MEMBER_BYTES) to the reason."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.oversized: dict[str, str] = {}
+
+
+def iter_tar_stream(fileobj: IO[bytes], max_member_bytes: int = MAX_MEMBER_BYTES
+                    ) -> Iterator[tuple[str, SampleFields]]:
     """(key, {field: bytes}) per sample of a tar read sequentially from `fileobj`; members are
     grouped like WebDataset: key = path up to the first '.' of the file name, field = the rest
-    (lower case); consecutive members with the same key form one sample."""
+    (lower case); consecutive members with the same key form one sample. A member over
+    `max_member_bytes` is not read (the stream skips its data): it is named in ``fields.oversized``."""
     with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
-        key, fields = None, {}
+        key, fields = None, SampleFields()
         for member in tar:
             if not member.isfile():
                 continue
@@ -266,8 +313,12 @@ def iter_tar_stream(fileobj: IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]]
             member_key = f"{folder}/{stem}" if folder else stem
             if member_key != key and key is not None:
                 yield key, fields
-                fields = {}
+                fields = SampleFields()
             key = member_key
+            too_big = oversize_reason(member.size, f"tar member {member.name}", max_member_bytes)
+            if too_big is not None:
+                fields.oversized[field.lower()] = too_big
+                continue
             fields[field.lower()] = tar.extractfile(member).read()
         if key is not None:
             yield key, fields
@@ -349,14 +400,15 @@ def read_item_bytes(item: SourceItem) -> bytes:
     if item.error is not None:
         raise BadInput(item.error)
     try:
-        with open(item.source, "rb") as handle:
-            data = handle.read()
+        data = read_file_capped(item.source)
     except FileNotFoundError as err:
         if os.path.islink(item.source):
-            raise BadInput(f"broken symlink (its target {os.readlink(item.source)} does not exist)") from err
+            raise BadInput(f"broken symlink (its target {_link_target(item.source)} does not exist)") from err
         raise BadInput(f"cannot read file: {err.strerror or err}") from err
     except OSError as err:
         raise BadInput(f"cannot read file: {err.strerror or err}") from err
+    except ValueError as err:  # not a regular file, or over the member size limit (genaug.limits)
+        raise BadInput(str(err)) from err
     if not data:
         raise BadInput("zero-byte file")
     return data

@@ -36,6 +36,18 @@ def _write_tar(path, members, update_stats=True):
         stats.update(filesize=len(data), md5sum=hashlib.md5(data).hexdigest(),
                      sha256=hashlib.sha256(data).hexdigest())
         path.with_suffix(".json").write_text(json.dumps(stats))
+        _update_index(path, stats)
+
+
+def _update_index(path, stats):
+    """Keep the run's index.json entry of a rewritten shard consistent with its new stats."""
+    index_path = path.parent / "index.json"
+    if index_path.exists():
+        index = json.loads(index_path.read_text())
+        for entry in index["shardlist"]:
+            if entry["url"] == path.name:
+                entry.update(filesize=stats["filesize"], md5sum=stats["md5sum"], nsamples=stats["nsamples"])
+        index_path.write_text(json.dumps(index))
 
 
 def _edit_json(path, key, edit):
