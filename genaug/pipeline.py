@@ -13,6 +13,7 @@ import collections
 import concurrent.futures as cf
 from concurrent.futures.process import BrokenProcessPool
 import dataclasses
+import errno
 import logging
 import threading
 import time
@@ -30,9 +31,15 @@ from genaug.batches import (
 from genaug.config import BuildConfig, ConfigError, ResolvedBuild, create_out_dir, resolve, versions
 from genaug.loading import make_editor
 from genaug.methods.editing import unchunked
+from genaug.stopping import Terminated
 from genaug.workers import decode_batch, encode_batch, make_executor
 
 log = logging.getLogger(__name__)
+
+# errors.jsonl and index.json are rewritten from all stats files after a shard at most this often (and
+# always at the end, on a stop, and by a resume): rewriting them after every shard made runs of many
+# small shards quadratic (2,500 shards: most of the run's time)
+RUN_FILES_EVERY_S = 10.0
 
 __all__ = ["BuildConfig", "BuildError", "ConfigError", "BuildSummary", "Progress", "run_build"]
 
@@ -60,6 +67,7 @@ class BuildSummary:
     errors: int  # inputs skipped (listed in errors.jsonl)
     shards: int  # shards in the output
     shards_resumed: int  # shards found complete and skipped
+    empty_shards: int  # shards with no sample (every input of the chunk skipped)
     wall_s: float  # seconds this run took
     images_per_s: float  # inputs of this run per second
 
@@ -139,6 +147,7 @@ class _Runner:
         self.stats: dict[int, dict] = {}  # shard index -> stats of every complete shard (small)
         self.inputs = 0
         self._mark = time.perf_counter()  # end of the previous shard: a shard's wall time starts here
+        self._run_files_at = float("-inf")  # when errors.jsonl and index.json were last rewritten
 
     def run(self, events: Iterator[_Batch | _ChunkEnd]) -> None:
         queue = collections.deque()
@@ -215,16 +224,26 @@ class _Runner:
         stats = shard.finish(self.resolved)
         runfiles.write_stats(self.config.out, stats)
         self.stats[shard.index] = stats
-        runfiles.write_run_files(self.config.out, self.stats.values())
+        if time.perf_counter() - self._run_files_at >= RUN_FILES_EVERY_S:
+            self.write_run_files()
         self.inputs += shard.inputs
         del self.shards[shard.index]
         self._mark = time.perf_counter()
         log.info("%s: %d samples, %d skipped, %.1f images/s", shard.writer.path.name,
                  stats["nsamples"], stats["nerrors"], stats["images_per_s"])
 
+    def write_run_files(self) -> None:
+        runfiles.write_run_files(self.config.out, self.stats.values())
+        self._run_files_at = time.perf_counter()
+
     def abort(self) -> None:
+        """Drop the shards being written; bring errors.jsonl and index.json up to the finished ones."""
         for shard in self.shards.values():
             shard.writer.abort()
+        try:
+            self.write_run_files()
+        except OSError as err:  # e.g. the disk is full: a rerun rewrites them
+            log.warning("cannot update errors.jsonl and index.json in %s: %s", self.config.out, err)
 
 
 def _utc_now() -> str:
@@ -320,12 +339,48 @@ def _checked_editor(resolved: ResolvedBuild):
 
 def _build(resolved: ResolvedBuild, editor, start: float, started_at: str,
            progress: Progress | None) -> BuildSummary:
+    """Every write of the run inside: an OS error anywhere (the first manifest write included) is one
+    clean BuildError naming the file; the run's temporary files are removed."""
     out = resolved.config.out
-    done = runfiles.prepare_out(resolved)
-    if done:
-        log.info("%d shard(s) already complete in %s; skipping them", len(done), out)
-    batch1_ms = probe_batch1_ms(editor, resolved.device, resolved.config.seed)
-    runfiles.write_manifest(out, _manifest(resolved, editor, status="running", started_at=started_at))
+    manifest_written = False
+    try:
+        done = runfiles.prepare_out(resolved)
+        if done:
+            log.info("%d shard(s) already complete in %s; skipping them", len(done), out)
+        batch1_ms = probe_batch1_ms(editor, resolved.device, resolved.config.seed)
+        runfiles.write_manifest(out, _manifest(resolved, editor, status="running", started_at=started_at))
+        manifest_written = True
+        runner = _run_shards(resolved, editor, progress, done)
+        return _finish(resolved, editor, start, started_at, batch1_ms, runner, len(done))
+    except OSError as err:  # e.g. the disk is full, or --out or the data became unreadable
+        runfiles.remove_temp_files_quietly(out)
+        raise BuildError(os_error_message(err)) from err
+    except (KeyboardInterrupt, Terminated):  # Ctrl-C or SIGTERM: the current shard was dropped
+        runfiles.remove_temp_files_quietly(out)
+        if manifest_written:
+            _mark_interrupted(resolved, editor, started_at)
+        raise
+
+
+def os_error_message(err: OSError) -> str:
+    """'the build stopped: <reason> (<file>); <what to do> and rerun', the hint matching the errno."""
+    where = f" ({err.filename})" if err.filename else ""
+    hint = OS_ERROR_HINTS.get(err.errno, "fix that")
+    return f"the build stopped: {err.strerror or err}{where}; {hint} and rerun"
+
+
+OS_ERROR_HINTS = {
+    errno.ENOSPC: "free disk space (e.g. df -h on --out)",
+    errno.EDQUOT: "free disk space or raise your quota",
+    errno.EACCES: "check the permissions of that file or folder",
+    errno.EPERM: "check the permissions of that file or folder",
+    errno.EROFS: "choose an --out on a writable file system",
+    errno.EIO: "check the disk (an I/O error)",
+}
+
+
+def _run_shards(resolved: ResolvedBuild, editor, progress: Progress | None, done: dict[int, dict]) -> _Runner:
+    """Build the shards not in `done`; the runner (its stats) when all are written."""
     if progress is not None:
         progress.start(resolved.config.limit)
         progress.update(sum(int(s.get("ninputs", 0)) for s in done.values()))
@@ -341,16 +396,26 @@ def _build(resolved: ResolvedBuild, editor, start: float, started_at: str,
         runner.abort()
         raise BuildError(f"a worker process died ({err}); it may have run out of memory: try fewer "
                          f"--num-workers. Completed shards are valid; rerun to resume") from err
-    except OSError as err:  # e.g. the disk filled up, or --out or the data became unreadable
-        runner.abort()
-        where = f" ({err.filename})" if err.filename else ""
-        raise BuildError(f"the build stopped: {err.strerror or err}{where}; fix that (e.g. free disk space) "
-                         "and rerun") from err
     except BaseException:
         runner.abort()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    return runner
+
+
+def _mark_interrupted(resolved: ResolvedBuild, editor, started_at: str) -> None:
+    """On Ctrl-C or SIGTERM: manifest.json status "interrupted" (best effort: the disk may be the problem)."""
+    try:
+        runfiles.write_manifest(resolved.config.out, _manifest(resolved, editor, status="interrupted",
+                                                               started_at=started_at, stopped_at=_utc_now()))
+    except OSError as err:
+        log.warning("cannot mark manifest.json interrupted: %s", err)
+
+
+def _finish(resolved: ResolvedBuild, editor, start: float, started_at: str, batch1_ms: float, runner: _Runner,
+            resumed: int) -> BuildSummary:
+    out = resolved.config.out
     stats = sorted(runner.stats.values(), key=lambda s: int(s["shard"]))
     runfiles.write_run_files(out, stats)
     wall = time.perf_counter() - start
@@ -359,13 +424,14 @@ def _build(resolved: ResolvedBuild, editor, start: float, started_at: str,
         "samples": sum(int(s["nsamples"]) for s in stats),
         "errors": sum(int(s["nerrors"]) for s in stats),
         "shards": len(stats),
-        "shards_resumed": len(done),
+        "shards_resumed": resumed,
+        "empty_shards": sum(1 for s in stats if int(s["nsamples"]) == 0),
     }
     runfiles.write_manifest(out, _manifest(
         resolved, editor, status="complete", started_at=started_at, finished_at=_utc_now(),
         wall_time_s=round(wall, 3), counts=counts, timing=_timing(resolved, batch1_ms, stats),
     ))
     summary = BuildSummary(out=out, wall_s=wall, images_per_s=runner.inputs / wall if wall > 0 else 0.0, **counts)
-    log.info("build finished in %.1f s: %d pairs, %d inputs skipped, %d shards (%d resumed) in %s",
-             wall, summary.samples, summary.errors, summary.shards, summary.shards_resumed, out)
+    log.info("build finished in %.1f s: %d pairs, %d inputs skipped, %d shards (%d resumed, %d empty) in %s",
+             wall, summary.samples, summary.errors, summary.shards, summary.shards_resumed, summary.empty_shards, out)
     return summary

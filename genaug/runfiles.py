@@ -24,6 +24,7 @@ from genaug.shards import (
     shard_name,
     stats_name,
     write_json_atomic,
+    write_text_atomic,
 )
 
 log = logging.getLogger(__name__)
@@ -157,15 +158,18 @@ def write_stats(out: Path, stats: Mapping[str, Any]) -> None:
 
 def write_errors(out: Path, stats: list[dict]) -> int:
     """Rewrite errors.jsonl from the stats files (atomically); return the number of lines."""
-    tmp = out / f".{ERRORS}.tmp"
-    count = 0
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for shard in stats:
-            for error in shard.get("errors", []):
-                handle.write(json.dumps({k: error.get(k) for k in ERROR_FIELDS}, sort_keys=True) + "\n")
-                count += 1
-    tmp.replace(out / ERRORS)
-    return count
+    lines = [json.dumps({k: error.get(k) for k in ERROR_FIELDS}, sort_keys=True) + "\n"
+             for shard in stats for error in shard.get("errors", [])]
+    write_text_atomic(out / ERRORS, "".join(lines))
+    return len(lines)
+
+
+def remove_temp_files_quietly(out: Path) -> None:
+    """Remove the run's temporary files after a failure; an error doing so is only logged."""
+    try:
+        remove_temp_files(out)
+    except OSError as err:
+        log.warning("cannot remove the temporary files in %s: %s", out, err)
 
 
 def write_index(out: Path, stats: list[dict]) -> None:

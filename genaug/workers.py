@@ -36,9 +36,11 @@ class Decoded:
 
 
 def init_worker(parent_pid: int | None = None) -> None:
-    """Process initialiser: one thread per worker (the machine's cores are shared); Ctrl-C is left to
-    the build process (which stops the pool); the worker exits when the build process dies."""
+    """Process initialiser: one thread per worker (the machine's cores are shared); Ctrl-C and SIGTERM
+    (sent to the whole process group by a terminal or SLURM) are left to the build process, which stops
+    the pool cleanly; the worker exits when the build process dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for name in _THREAD_ENV:
         os.environ[name] = "1"
     if "torch" in sys.modules:
