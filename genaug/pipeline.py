@@ -315,16 +315,19 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildSum
     start, started_at = time.perf_counter(), _utc_now()
     resolved = resolve(config)  # creates nothing
     out = resolved.config.out
-    if out.is_dir():  # lock it while checking, so a running build is refused before the model loads
+    try:
+        if out.is_dir():  # lock it while checking, so a running build is refused before the model loads
+            with runfiles.exclusive(out):
+                runfiles.check_previous_build(resolved)
+                editor = _checked_editor(resolved)
+                return _build(resolved, editor, start, started_at, progress)
+        editor = _checked_editor(resolved)
+        create_out_dir(out)  # every check has passed: only now does --out exist
         with runfiles.exclusive(out):
-            runfiles.check_previous_build(resolved)
-            editor = _checked_editor(resolved)
+            runfiles.check_previous_build(resolved)  # another build may have made it meanwhile
             return _build(resolved, editor, start, started_at, progress)
-    editor = _checked_editor(resolved)
-    create_out_dir(out)  # every check has passed: only now does --out exist
-    with runfiles.exclusive(out):
-        runfiles.check_previous_build(resolved)  # another build may have made it meanwhile
-        return _build(resolved, editor, start, started_at, progress)
+    except OSError as err:  # reading --out (lock, previous build) failed: nothing was written
+        raise BuildError(os_error_message(err)) from err
 
 
 def _checked_editor(resolved: ResolvedBuild):
