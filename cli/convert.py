@@ -47,7 +47,7 @@ def convert(preset: str, weights_path: Path | None, out: Path | None, no_downloa
         files = ", ".join(str(p) for p in resolved.paths.values())
         todo = ("check --weights" if weights_path is not None else
                 "delete the damaged file(s) and rerun to download them again")
-        raise click.ClickException(f"preset {preset!r}: cannot convert {files}: {type(err).__name__}: {err}. "
+        raise click.ClickException(f"preset {preset!r}: cannot convert {files}: {weights.describe_load_error(err)}. "
                                    f"The file may be corrupt or incomplete; {todo}.") from err
     sha = weights.sha256_file(target)
     click.echo(f"wrote {target}  sha256 {sha}")

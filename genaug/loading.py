@@ -11,6 +11,7 @@ import torch
 
 from genaug.config import ConfigError, ResolvedBuild
 from genaug.registry import EditorContext
+from genaug.weights import describe_load_error
 
 log = logging.getLogger(__name__)
 
@@ -66,5 +67,5 @@ def _weights_message(resolved: ResolvedBuild, err: Exception) -> str:
         todo = f"check --weights {resolved.config.weights} (it must hold the files `genaug models` lists for {preset})"
     else:
         todo = "delete the damaged file(s) and rerun to download them again (`genaug models` lists the URLs)"
-    return (f"preset {preset!r}: cannot load its weights from {files}: {type(err).__name__}: {err}. "
+    return (f"preset {preset!r}: cannot load its weights from {files}: {describe_load_error(err)}. "
             f"The file may be corrupt or incomplete; {todo}.")

@@ -28,6 +28,8 @@ import torchvision
 from pytorch_fid import inception as fid_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
 
+from genaug.weights import describe_load_error
+
 log = logging.getLogger(__name__)
 
 FID_WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"  # pytorch-fid's converted TF Inception
@@ -142,9 +144,9 @@ _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, zipfil
 
 
 def _invalid(path: Path, err: BaseException) -> InceptionWeightsInvalid:
-    detail = str(err)[:300] or "no detail"
+    detail = describe_load_error(err)[:300]
     return InceptionWeightsInvalid(
-        f"{path}: not pytorch-fid's Inception weights ({type(err).__name__}: {detail}); download "
+        f"{path}: not pytorch-fid's Inception weights ({detail}); download "
         f"{FID_WEIGHTS_FILENAME} from {FID_WEIGHTS_URL} and pass that file, or use --no-fid to skip FID"
     )
 
