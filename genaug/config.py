@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 AUG_FORMATS = ("jpg", "png", "webp")
 PRECISIONS = ("auto", "fp32", "bf16")
-FINGERPRINT_VERSION = 3  # bump when the shard content for the same settings changes
+FINGERPRINT_VERSION = 4  # bump when the shard content for the same settings changes (4: source_rel, source_meta)
 
 
 class ConfigError(ValueError):
@@ -236,6 +236,28 @@ def fingerprint_inputs(config: BuildConfig, method: MethodSpec, options: Mapping
 
 def differing_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+_UNSET = object()
+
+
+def describe_differences(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 8) -> list[str]:
+    """'name: <old> in --out, <new> now' per differing setting; settings that are mappings (options,
+    weights_sha256) are compared entry by entry, e.g. 'options.amplitude: 3 in --out, 5 now'."""
+    lines = []
+    for name in differing_settings(old, new):
+        before, after = old.get(name, _UNSET), new.get(name, _UNSET)
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            lines += [f"{name}.{sub}: {_shown(before.get(sub, _UNSET))} in --out, {_shown(after.get(sub, _UNSET))} now"
+                      for sub in differing_settings(before, after)]
+        else:
+            lines.append(f"{name}: {_shown(before)} in --out, {_shown(after)} now")
+    return lines[:limit] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])
+
+
+def _shown(value: Any, width: int = 80) -> str:
+    text = "unset" if value is _UNSET else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _resolve_data(data: tuple[str, ...] | None):

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from genaug.config import ConfigError, ResolvedBuild, differing_settings
+from genaug.config import ConfigError, ResolvedBuild, describe_differences, differing_settings
 from genaug.shards import (
     file_digests,
     index_document,
@@ -114,7 +114,8 @@ def check_previous_build(resolved: ResolvedBuild) -> None:
         detail = "shard files of an unknown build"
     else:
         changed = differing_settings(inputs, resolved.fingerprint_inputs) if inputs else []
-        detail = "a build with different settings" + (f" (differs in: {', '.join(changed)})" if changed else "")
+        how = "; ".join(describe_differences(inputs, resolved.fingerprint_inputs)) if changed else ""
+        detail = "a build with different settings" + (f" (differs in: {', '.join(changed)}; {how})" if changed else "")
     raise ConfigError(
         f"--out {out} already holds {detail}; pass --overwrite to replace it, or choose another --out"
     )

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 LABEL_PROBE = 3  # shards tried for a first sample when remote ones fail
 END_CHECK_BYTES = 1 << 20  # bytes after a tar's last member checked to be zero padding
+META_MAX_BYTES = 1 << 16  # an input text/JSON field larger than this is not copied into source_meta
 
 
 class ShardSource(Source):
@@ -67,7 +68,37 @@ class ShardSource(Source):
         oversized = getattr(fields, "oversized", None)
         if oversized:  # a member over genaug.limits.MAX_MEMBER_BYTES: the sample is skipped, nothing read
             return key, f"{url}#{member_key}", label, wnid, None, "; ".join(oversized.values())
-        return key, f"{url}#{member_key}", label, wnid, image
+        return key, f"{url}#{member_key}", label, wnid, image, None, source_meta(fields)
+
+    def relative(self, source: str) -> str:
+        """'<shard file name>#<member key>' (a shard's own record: its file name)."""
+        url, sep, member = source.partition("#")
+        return f"{url.rstrip('/').rsplit('/', 1)[-1]}{sep}{member}"
+
+
+def source_meta(fields: dict) -> dict | None:
+    """The input sample's text and JSON fields (img2dataset's caption ``txt`` and ``json`` with url, size
+    and status; a ``json`` with ImageNet's ``filename``), kept under ``source_meta`` in the sample json:
+    ``txt``-like fields as text, ``json``-like ones parsed (as text when they do not parse). A field over
+    META_MAX_BYTES is kept as {"omitted_bytes": n}. None when the sample has none."""
+    meta = {}
+    for name in sorted(fields):
+        kind = name.rsplit(".", 1)[-1]
+        if kind not in ("txt", "json") or name in SHARD_IMAGE_FIELDS:
+            continue
+        raw = fields[name]
+        if len(raw) > META_MAX_BYTES:
+            meta[name] = {"omitted_bytes": len(raw)}
+            continue
+        text = raw.decode("utf-8", errors="replace")
+        if kind == "json":
+            try:
+                meta[name] = json.loads(text)
+                continue
+            except ValueError:
+                pass
+        meta[name] = text
+    return meta or None
 
 
 def tar_end_problem(url: str) -> str | None:

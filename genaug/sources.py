@@ -70,6 +70,8 @@ class SourceItem:
     data: bytes | None  # bytes already in hand (shard sources); None -> read `source` in a worker
     class_index: int | None = None  # ImageNet-1k class index (0..999) when known (see module doc)
     error: str | None = None  # set: the item is a recorded problem of the source (e.g. a broken input shard)
+    source_rel: str | None = None  # `source` relative to --data (see Source.relative)
+    source_meta: dict | None = None  # input-side text/JSON fields of a shard sample (see ShardSource)
 
 
 def slug_key(text: str, hashed: str | None = None) -> str:
@@ -160,19 +162,28 @@ class Source:
     kind: str  # "imagenet-folder" | "image-folder" | "file-list" | "shards" | "samples"
     labelled: bool  # True when items carry labels
 
+    root: str  # what relative sources are relative to (the folder, or the list file's folder)
+
     def _records(self) -> Iterator[tuple]:
         """(key, source, label, wnid, data) per item, plus an error text as a 6th field for an item
-        that stands for a problem of the source itself (recorded in errors.jsonl, never edited)."""
+        that stands for a problem of the source itself (recorded in errors.jsonl, never edited; None for
+        others) and the item's source_meta as an optional 7th."""
         raise NotImplementedError
 
     def class_index(self, label: int | None, wnid: str | None) -> int | None:
         """ImageNet-1k class index of an item: by default its numeric label taken as one (0..999)."""
         return as_imagenet1k_index(label)
 
+    def relative(self, source: str) -> str:
+        """`source` relative to --data: the path below the folder (or, for a list, its list file's folder),
+        posix-style."""
+        return Path(os.path.relpath(source, self.root)).as_posix()
+
     def __iter__(self) -> Iterator[SourceItem]:
-        for index, (key, source, label, wnid, data, *error) in enumerate(self._records()):
+        for index, (key, source, label, wnid, data, *extra) in enumerate(self._records()):
             yield SourceItem(index=index, key=key, source=source, label=label, wnid=wnid, data=data,
-                             class_index=self.class_index(label, wnid), error=error[0] if error else None)
+                             class_index=self.class_index(label, wnid), error=extra[0] if extra else None,
+                             source_rel=self.relative(source), source_meta=extra[1] if len(extra) > 1 else None)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.description}>"
