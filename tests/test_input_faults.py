@@ -255,3 +255,28 @@ def test_a_cut_gzip_tar_named_tar_is_still_recorded(tmp_path):
     summary = run_build(_config(tmp_path / "o", [str(path)]))
     (reason,) = _errors(tmp_path / "o").values()
     assert reason.startswith("input shard truncated/corrupt") and summary.samples < 6
+
+
+@pytest.mark.parametrize("n,shard_size", [(40, 4), (30, 8), (9, 1)])
+def test_non_image_samples_make_empty_shards_that_the_summary_counts(tmp_path, n, shard_size):
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    path = tmp_path / "text.tar"
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for i in range(n):
+            data = f"caption {i}".encode()
+            info = tarfile.TarInfo(f"s{i:05d}.txt")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    out = tmp_path / "o"
+    result = CliRunner().invoke(main, ["build", "--method", "test", "--data", str(path), "--out", str(out),
+                                       "--shard-size", str(shard_size), "--num-workers", "0"])
+    shards = -(-n // shard_size)
+    assert result.exit_code == 1, result.output  # nothing written: the build says so
+    assert f"{shards} shards (0 resumed, {shards} empty (every input skipped))" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["empty_shards"] == shards and manifest["counts"]["errors"] == n
+    assert len((out / "errors.jsonl").read_text().splitlines()) == n
+    assert len(json.loads((out / "index.json").read_text())["shardlist"]) == shards
