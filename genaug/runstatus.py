@@ -2,9 +2,8 @@
 
 `genaug build` writes manifest.json with ``"status": "running"`` before the first shard, rewrites it with
 ``"status": "interrupted"`` when Ctrl-C or SIGTERM stops it, and with ``"status": "complete"`` (and
-``counts``) at the end, so a build that was interrupted (Ctrl-C, SIGTERM, a
-crash, a killed job) or is still going leaves ``"running"``; its index.json then lists only the shards
-finished so far. Folders without a manifest, or manifests without a status (older builds, hand-made
+``counts``) at the end, so a build that was stopped (``"interrupted"``), crashed or was killed (``"running"``)
+or is still going is not finished; its index.json then lists only the shards finished so far. Folders without a manifest, or manifests without a status (older builds, hand-made
 shards), have an unknown status and are not flagged.
 """
 
