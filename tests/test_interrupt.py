@@ -172,3 +172,24 @@ def test_a_signal_during_start_up_exits_with_its_code_and_one_line(folder, tmp_p
         text = _finish(proc)
     assert proc.returncode == code, text
     assert "Traceback" not in text and "Aborted!" not in text and word in text, text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("after", [0.15, 0.5])
+def test_a_signal_while_workers_are_starting_prints_no_worker_traceback(folder, tmp_path, sig, code, after):
+    """The process group gets the signal while a spawned worker is still importing (before its initializer)."""
+    out = tmp_path / "out"
+    proc = _start(folder, out)
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "manifest.json").exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)  # the pool is made right after the first manifest write
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.005)  # the resource tracker and a first worker
+        time.sleep(after)  # the worker is importing
+        os.killpg(proc.pid, sig)
+    finally:
+        text = _finish(proc)
+    assert proc.returncode == code, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
