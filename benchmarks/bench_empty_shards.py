@@ -39,7 +39,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data, out = Path(tmp) / "in.tar", Path(tmp) / "out"
         write_tar(data, args.samples)
-        argv = [sys.executable, "-m", "cli.main", "build", "--method", "mask", "--preset", "maskgit-tiny",
+        argv = [sys.executable, "-m", "genaug.cli.main", "build", "--method", "mask", "--preset", "maskgit-tiny",
                 "--class-token", "random", "--data", str(data), "--out", str(out), "--shard-size", str(args.shard_size), "--num-workers", "0"]
         start = time.perf_counter()
         done = subprocess.run(argv, capture_output=True, text=True)

@@ -5,7 +5,7 @@
 
 Writes two input tars of 8 small JPEG samples each, one of them with an extra sample whose ``aug.jpg``
 member is ``--size-mib`` MiB of zeros (the tar file is sparse, so it takes no disk space), then runs,
-each in a fresh process: the build's input side (genaug.sources.open_source + read_item_bytes on every
+each in a fresh process: the build's input side (genaug.build.sources.open_source + read_item_bytes on every
 item, what the decode workers get) and genaug.inspect.inspect_shards (with --verify). Prints each
 process's peak RSS (ru_maxrss) for the plain and the huge tar, their ratio, and what was recorded for
 the huge member. Figures only; nothing is asserted.
@@ -30,8 +30,9 @@ SAMPLES = 8
 CHILD = r"""
 import json, resource, sys
 from genaug.inspect import inspect_shards
-from genaug.preprocess import BadInput
-from genaug.sources import open_source, read_item_bytes
+from genaug.build.preprocess import BadInput
+from genaug.build.sources import open_source
+from genaug.build.sources.base import read_item_bytes
 
 mode, path = sys.argv[1], sys.argv[2]
 notes = []

@@ -22,11 +22,11 @@ Set ``GENAUG_OFFLINE=1`` to forbid downloads.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
 import os
-import re
 import tarfile
 import tempfile
 import urllib.error
@@ -37,17 +37,17 @@ from typing import Callable, Mapping
 
 from tqdm import tqdm
 
-from genaug.registry import Preset, WeightFile
+from genaug.methods.catalog import CONVERTERS as BUILTIN_CONVERTERS
+from genaug.registry import CONVERTED_NAME, Preset, WeightFile
 
 log = logging.getLogger(__name__)
 
-CONVERTED_NAME = "converted"  # EditorContext.weights key of a converted state dict
 CONVERTED_FILENAME = "converted.pt"  # its file name in the preset folder
 _CHUNK = 1 << 20  # read/hash block size in bytes
 _DOWNLOAD_TIMEOUT_S = 60  # socket timeout of one read
 
 # preset name -> function(resolved official weights, output path) writing a converted state dict
-CONVERTERS: dict[str, Callable[[Mapping[str, Path], Path], None]] = {}
+CONVERTERS: dict[str, Callable[[Mapping[str, Path], Path], None]] = dict(BUILTIN_CONVERTERS)
 
 
 class WeightsError(RuntimeError):
@@ -140,18 +140,6 @@ def _check_sha(path: Path, expected: str | None, url: str) -> str:
             f"Delete the file and run again to re-download it, or fetch it yourself from {url}."
         )
     return actual
-
-
-def describe_load_error(err: BaseException) -> str:
-    """'<type>: <reason>' for a weight file that failed to load, without torch's advice to retry with
-    weights_only switched off (genaug never unpickles arbitrary objects: the file is refused instead)."""
-    text = str(err)
-    if "Weights only load failed" not in text and "weights_only" not in text:
-        return f"{type(err).__name__}: {text}"
-    match = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", text, re.S)
-    detail = " ".join(match.group(1).split()) if match and match.group(1).strip() else "unsupported content"
-    return (f"{type(err).__name__}: not a plain weights file ({detail}); genaug loads weights with torch's "
-            "safe weights-only unpickler and refuses anything else")
 
 
 # ---- resolution ----------------------------------------------------------------------------------
@@ -330,7 +318,7 @@ def _extract_members(archive: Path, files: list[WeightFile], folder: Path) -> No
             fd, part = tempfile.mkstemp(prefix=".extract-", suffix=".part", dir=folder)
             try:
                 with os.fdopen(fd, "wb") as out:
-                    for block in iter(lambda: source.read(_CHUNK), b""):
+                    for block in iter(functools.partial(source.read, _CHUNK), b""):
                         out.write(block)
                 _check_sha(Path(part), wf.sha256, f"{wf.url}#{wf.archive_member}")
                 os.replace(part, folder / wf.filename)

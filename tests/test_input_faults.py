@@ -17,12 +17,14 @@ from pathlib import Path
 
 import pytest
 
-import editors
-from genaug import limits, sources
-from genaug.config import BuildConfig
+from genaug.testing import editors
+from genaug import limits
+from genaug.build.sources import base as sources
+from genaug.build.config import BuildConfig
 from genaug.inspect import inspect_shards
-from genaug.pipeline import run_build
-from genaug.sources import iter_tar_stream, open_source
+from genaug.build.pipeline import run_build
+from genaug.build.sources import open_source
+from genaug.format import iter_tar_stream
 from imagefactory import jpeg_bytes, make_image_folder, make_imagenet_folder, make_wds_shards
 
 pytestmark = pytest.mark.usefixtures("test_method")  # tests/conftest.py: editors registered for this module
@@ -222,7 +224,7 @@ def test_an_oversized_or_special_file_is_recorded_without_reading(tmp_path, monk
 def test_the_pixel_limit_is_the_decompression_bomb_limit():
     from PIL import Image
 
-    from genaug.preprocess import BadInput, open_image
+    from genaug.build.preprocess import BadInput, open_image
     from imagefactory import bomb_png_bytes
 
     assert limits.MAX_IMAGE_PIXELS == 2 * Image.MAX_IMAGE_PIXELS  # Pillow's DecompressionBombError threshold
@@ -261,7 +263,7 @@ def test_a_cut_gzip_tar_named_tar_is_still_recorded(tmp_path):
 def test_non_image_samples_make_empty_shards_that_the_summary_counts(tmp_path, n, shard_size):
     from click.testing import CliRunner
 
-    from cli.main import main
+    from genaug.cli.main import main
 
     path = tmp_path / "text.tar"
     with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:

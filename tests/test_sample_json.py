@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import editors
-from genaug.config import BuildConfig
-from genaug.pipeline import run_build
-from genaug.shardsource import META_MAX_BYTES
+from genaug.testing import editors
+from genaug.build.config import BuildConfig
+from genaug.build.pipeline import run_build
+from genaug.build.sources.shards import META_MAX_BYTES
 from imagefactory import jpeg_bytes, make_file_list, make_image_folder, make_imagenet_folder
 
 pytestmark = pytest.mark.usefixtures("test_method")  # tests/conftest.py: editors registered for this module

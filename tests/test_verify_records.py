@@ -9,9 +9,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
+from genaug.cli.main import main
 from genaug.inspect import inspect_shards
-from shardfactory import make_shards
+from genaug.testing.shardfactory import make_shards
 
 
 @pytest.fixture

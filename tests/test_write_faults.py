@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import editors
-from cli.main import main
-from genaug.config import BuildConfig
-from genaug.pipeline import BuildError, os_error_message, run_build
-from genaug.shards import ShardWriter
+from genaug.testing import editors
+from genaug.cli.main import main
+from genaug.build.config import BuildConfig
+from genaug.build.pipeline import BuildError, run_build
+from genaug.stopping import os_error_message
+from genaug.build.shard import ShardWriter
 from imagefactory import make_image_folder
 
 pytestmark = pytest.mark.usefixtures("test_method")  # tests/conftest.py: editors registered for this module

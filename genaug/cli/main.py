@@ -10,18 +10,23 @@ import click
 from genaug import __version__
 from genaug.stopping import Terminated, exit_code, sigterm_raises
 
-# subcommand name -> "module:attribute"; each module is one thin command
+# subcommand name -> ("module:attribute", one-line help for `genaug --help`); each module is one thin command
 COMMANDS = {
-    "build": "cli.build:build",
-    "inspect": "cli.inspect:inspect",
-    "models": "cli.models:models",
-    "convert": "cli.convert:convert",
-    "report": "cli.report:report",
+    "build": ("genaug.cli.build:build", "Write paired real/augmented WebDataset shards for every input image."),
+    "inspect": ("genaug.cli.inspect:inspect", "Summarise genaug shards: PATHS are shard files, run folders or "
+                "brace patterns (e.g. out/shard-{0000..0009}.tar)."),
+    "models": ("genaug.cli.models:models", "List model presets with their weight files, cache location and "
+               "whether the files are present."),
+    "convert": ("genaug.cli.convert:convert", "Convert official checkpoints (e.g. MaskGIT flax msgpack) to a "
+                "torch file."),
+    "report": ("genaug.cli.report:report", "Write the cost-benefit report of the genaug shards in SHARDS (build "
+               "folders or .tar files)."),
 }
 
 
 class LazyGroup(click.Group):
-    """Imports a subcommand's module on first use, so `genaug --help` stays fast."""
+    """Imports a subcommand's module on first use; `genaug --help` lists the commands from COMMANDS
+    without importing them (the build and the report import torch)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
@@ -40,9 +45,24 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in COMMANDS:
-            module_name, attr = COMMANDS[cmd_name].split(":")
+            module_name, attr = COMMANDS[cmd_name][0].split(":")
             return getattr(importlib.import_module(module_name), attr)
         return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in COMMANDS:
+                text = click.Command(name, help=COMMANDS[name][1]).get_short_help_str(limit)
+            else:
+                text = super().get_command(ctx, name).get_short_help_str(limit)
+            rows.append((name, text))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup)
