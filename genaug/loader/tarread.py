@@ -1,0 +1,102 @@
+"""Read samples out of a shard with a cap on member size and a check of the shard's sample count.
+
+Members are grouped into samples as webdataset groups them (``wds.tariterators.group_by_keys``: the
+key is the path up to the first '.' of the file name). A member larger than :data:`MAX_MEMBER_BYTES`
+is skipped in the tar stream without being read (memory stays flat whatever a member's size): an
+oversized ``real.jpg`` makes the sample bad (handed to the error handler, which raises by default), an
+oversized aug image makes the pair fall back to two real views, any other oversized field is dropped,
+each with a warning.
+
+When a segment reads a shard to its end and index.json gave the shard's sample count, a shard holding
+fewer or more samples than that raises :class:`ShardMismatchError` whatever the handler: a short shard
+would leave this rank with fewer steps than the others, and DDP would hang at the end of the epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import tarfile
+from typing import Callable, Iterator
+
+import webdataset as wds
+from webdataset.tariterators import group_by_keys
+
+from genaug.loader.plan import Segment
+
+log = logging.getLogger(__name__)
+
+# The one place the loader's per-member cap is defined: far above any real image (a 50-megapixel
+# camera JPEG is 20-30 MB), far below what would exhaust a worker's memory.
+MAX_MEMBER_BYTES = 256 * 1024 * 1024
+
+
+class ShardMismatchError(ValueError):
+    """A shard's content disagrees with its index.json entry (sample count, size or md5)."""
+
+
+class OversizedMember:
+    """Stands in for the bytes of a member that was not read because it is over the cap."""
+
+    def __init__(self, name: str, size: int, limit: int):
+        self.name, self.size, self.limit = name, size, limit
+
+    def reason(self) -> str:
+        return (f"tar member {self.name!r} is {self.size} bytes ({self.size / 2**20:.0f} MiB), over the "
+                f"{self.limit // 2**20} MiB cap per member (genaug.loader.tarread.MAX_MEMBER_BYTES); not read")
+
+
+def tar_members(stream, url: str, limit: int = MAX_MEMBER_BYTES) -> Iterator[dict]:
+    """{"fname", "data", "__url__"} per regular member in tar order; oversized data is an OversizedMember."""
+    try:
+        tar = tarfile.open(fileobj=stream, mode="r|*")
+        for info in tar:
+            if info.isreg():
+                if info.size > limit:
+                    data = OversizedMember(info.name, info.size, limit)  # the stream skips it unread
+                else:
+                    data = tar.extractfile(info).read()
+                yield {"fname": info.name, "data": data, "__url__": url}
+            tar.members = []  # a streamed tar need not remember its members
+    except (tarfile.TarError, EOFError) as err:
+        raise ShardMismatchError(f"shard {url!r} is not a readable tar past this point ({err}); it is "
+                                 "truncated or corrupt: rebuild it (rerun the genaug build command)") from err
+
+
+def drop_oversized(sample: dict) -> dict:
+    """Remove unread oversized members from a sample; a missing real image then fails in the pair rule."""
+    for field in [f for f, v in sample.items() if isinstance(v, OversizedMember)]:
+        member = sample.pop(field)
+        if field == "real.jpg":
+            raise ValueError(f"sample {sample['__key__']!r} ({sample['__url__']}): {member.reason()}")
+        log.warning("sample %s: %s; the field %r is left out", sample["__key__"], member.reason(), field)
+    return sample
+
+
+def segment_samples(segment: Segment, handler: Callable = wds.reraise_exception,
+                    limit: int = MAX_MEMBER_BYTES) -> Iterator[dict]:
+    """The samples of one segment, each with ``__index__`` (index.json position, -1 when unknown)."""
+    stream = wds.gopen(segment.url)
+    try:
+        samples = group_by_keys(tar_members(stream, segment.url, limit), handler=handler)
+        end = None if segment.take is None else segment.skip + segment.take
+        count = 0  # samples of the shard seen so far
+        for sample in samples:
+            if end is not None and count >= end:
+                if end == segment.nsamples:  # the shard goes on past its index.json count
+                    _check_count(segment, count + 1 + sum(1 for _ in samples))
+                return
+            if count >= segment.skip:
+                sample["__index__"] = -1 if segment.start is None else segment.start + count
+                yield sample
+            count += 1
+        _check_count(segment, count)  # the shard ended: it must hold what index.json says
+    finally:
+        stream.close()
+
+
+def _check_count(segment: Segment, seen: int) -> None:
+    if segment.nsamples is not None and seen != segment.nsamples:
+        raise ShardMismatchError(
+            f"shard {segment.url!r} holds {seen} samples but index.json says {segment.nsamples}: it is "
+            "truncated or was replaced; rebuild it (rerun the genaug build command), or check it with "
+            "`genaug inspect --verify`")
