@@ -20,7 +20,7 @@ import torch
 from genaug.loader.adapters import get_adapter
 from genaug.loader.pairs import GenCLPairs
 from genaug.loader.shardindex import is_remote, resolve_shards
-from genaug.loader.tarread import MAX_MEMBER_BYTES, OversizedMember, ShardMismatchError, drop_oversized
+from genaug.loader.tarread import OversizedMember, ShardMismatchError, drop_oversized, member_cap
 from genaug.loader.verify import verify_shards
 
 log = logging.getLogger(__name__)
@@ -102,10 +102,11 @@ class GenCLMapDataset(torch.utils.data.Dataset):
         key, members = self._table(shard)[index - self.starts[shard]]
         prefix = "" if self.prefixes is None else self.prefixes[shard]
         sample = {"__key__": prefix + key, "__url__": self.urls[shard]}
+        cap = member_cap()
         with open(self.urls[shard], "rb") as stream:
             for ext, (offset, size) in members.items():
-                if size > MAX_MEMBER_BYTES:  # not read: see genaug.loader.tarread
-                    sample[ext] = OversizedMember(f"{key}.{ext}", size, MAX_MEMBER_BYTES)
+                if size > cap:  # not read: see genaug.loader.tarread
+                    sample[ext] = OversizedMember(f"{key}.{ext}", size, cap)
                     continue
                 stream.seek(offset)
                 sample[ext] = stream.read(size)

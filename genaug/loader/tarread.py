@@ -41,12 +41,18 @@ class OversizedMember:
         self.name, self.size, self.limit = name, size, limit
 
     def reason(self) -> str:
-        return (f"tar member {self.name!r} is {self.size} bytes ({self.size / 2**20:.0f} MiB), over the "
-                f"{self.limit // 2**20} MiB cap per member (genaug.loader.tarread.MAX_MEMBER_BYTES); not read")
+        return (f"tar member {self.name!r} is {self.size} bytes ({self.size / 2**20:.0f} MiB), over the cap of "
+                f"{self.limit} bytes per member (genaug.loader.tarread.MAX_MEMBER_BYTES); not read")
 
 
-def tar_members(stream, url: str, limit: int = MAX_MEMBER_BYTES) -> Iterator[dict]:
+def member_cap() -> int:
+    """The cap in force (read at call time, so that tests can lower it)."""
+    return MAX_MEMBER_BYTES
+
+
+def tar_members(stream, url: str, limit: int | None = None) -> Iterator[dict]:
     """{"fname", "data", "__url__"} per regular member in tar order; oversized data is an OversizedMember."""
+    limit = member_cap() if limit is None else limit
     try:
         tar = tarfile.open(fileobj=stream, mode="r|*")
         for info in tar:
@@ -73,7 +79,7 @@ def drop_oversized(sample: dict) -> dict:
 
 
 def segment_samples(segment: Segment, handler: Callable = wds.reraise_exception,
-                    limit: int = MAX_MEMBER_BYTES) -> Iterator[dict]:
+                    limit: int | None = None) -> Iterator[dict]:
     """The samples of one segment, each with ``__index__`` (index.json position, -1 when unknown)."""
     stream = wds.gopen(segment.url)
     try:
