@@ -1,13 +1,11 @@
 """Issue 12 (defects 3 and 4), loader side: shards checked against index.json before training, sample counts
 checked while reading, corrupt image bytes falling back, and no tar member read whole above the cap."""
 
-import io
 import json
 import os
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 import pytest
 import webdataset as wds
@@ -15,7 +13,7 @@ import webdataset as wds
 from genaug.loader import GenCLMapDataset, GenCLWebDataset
 from genaug.loader import tarread
 from genaug.loader.tarread import ShardMismatchError
-from shardfactory import make_shards, sample_key
+from shardfactory import add_big_member, make_shards, sample_key
 
 SIZE = 8
 N = 12  # 3 shards of 4 samples
@@ -139,38 +137,13 @@ def test_corrupt_image_bytes_fall_back_and_are_counted(tmp_path):
     assert dataset.stats.as_dict() == {"generative": 6, "real": 0, "fallback": 2}
 
 
-def _add(handle, name: str, data: bytes | None, size: int | None = None):
-    info = tarfile.TarInfo(name)
-    info.size = len(data) if data is not None else size
-    handle.write(info.tobuf(format=tarfile.USTAR_FORMAT))
-    padded = -(-info.size // 512) * 512
-    if data is None:
-        handle.seek(padded, 1)  # a hole: zeros on reading, nothing written, no memory used
-    else:
-        handle.write(data + b"\0" * (padded - len(data)))
-
-
-def _with_big_member(path: Path, key: str, field: str, size: int):
-    """Rewrite the tar with one more sample whose `field` member is `size` bytes (sparse zeros on disk)."""
-    with tarfile.open(path) as src:
-        members = [(m.name, src.extractfile(m).read()) for m in src.getmembers()]
-    real = next(data for name, data in members if name.endswith("real.jpg"))
-    with open(path, "wb") as handle:
-        for name, data in members:
-            _add(handle, name, data)
-        if field != "real.jpg":
-            _add(handle, f"{key}.real.jpg", real)
-        _add(handle, f"{key}.{field}", None, size)
-        handle.write(b"\0" * 1024)  # end of archive
-
-
 @pytest.mark.parametrize("field", ["aug.jpg", "real.jpg", "json"])
 @pytest.mark.parametrize("reader", ["stream", "map"])
 def test_member_over_the_cap_is_not_read(tmp_path, monkeypatch, field, reader, caplog):
     monkeypatch.setattr(tarread, "MAX_MEMBER_BYTES", 4096)
     make_shards(tmp_path / "run", n_samples=2, shard_size=2, real_size=(16, 20))
     shard = tmp_path / "run" / "shard-0000.tar"
-    _with_big_member(shard, "big_00009", field, 1 << 20)
+    add_big_member(shard, "big_00009", field, 1 << 20)
     if reader == "stream":
         dataset = GenCLWebDataset([str(shard)], gamma=1.0, image_size=SIZE, adapter="dict", shuffle_buffer=0,
                                   handler=wds.warn_and_continue)
@@ -208,7 +181,7 @@ def test_memory_stays_flat_with_a_huge_member(tmp_path):
     below the member's size (the member is skipped in the tar stream, never read)."""
     make_shards(tmp_path / "run", n_samples=2, shard_size=2, real_size=(16, 20))
     shard = tmp_path / "run" / "shard-0000.tar"
-    _with_big_member(shard, "big_00009", "aug.jpg", 600 << 20)
+    add_big_member(shard, "big_00009", "aug.jpg", 600 << 20)
     code = (
         "import resource, sys\n"
         "from genaug.loader import GenCLWebDataset\n"
@@ -223,3 +196,16 @@ def test_memory_stays_flat_with_a_huge_member(tmp_path):
     print(f"peak RSS before/after streaming a shard with a 600 MiB member: {before / 1024:.0f} / "
           f"{after / 1024:.0f} MiB")
     assert count == 3 and (after - before) < 64 * 1024  # KiB: grew by far less than the member
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_plain_or_gzip_tar_streams_alike(run, tmp_path, compress):
+    """The reader seeks over members of local files and streams pipes; a gzip tar named .tar reads too."""
+    import gzip
+
+    data = (run / "shard-0000.tar").read_bytes()
+    target = tmp_path / "copy.tar"
+    target.write_bytes(gzip.compress(data, mtime=0) if compress else data)
+    keys = [k for *_, k in GenCLWebDataset([str(target)], image_size=SIZE, shuffle_buffer=0)]
+    piped = [k for *_, k in GenCLWebDataset([f"pipe:cat {target}"], image_size=SIZE, shuffle_buffer=0)]
+    assert keys == piped == [sample_key(i, True) for i in range(4)]

@@ -54,7 +54,8 @@ def tar_members(stream, url: str, limit: int | None = None) -> Iterator[dict]:
     """{"fname", "data", "__url__"} per regular member in tar order; oversized data is an OversizedMember."""
     limit = member_cap() if limit is None else limit
     try:
-        tar = tarfile.open(fileobj=stream, mode="r|*")
+        seekable = getattr(stream, "seekable", lambda: False)()
+        tar = tarfile.open(fileobj=stream, mode="r:*" if seekable else "r|*")  # a file seeks past skipped data
         for info in tar:
             if info.isreg():
                 if info.size > limit:
@@ -62,7 +63,7 @@ def tar_members(stream, url: str, limit: int | None = None) -> Iterator[dict]:
                 else:
                     data = tar.extractfile(info).read()
                 yield {"fname": info.name, "data": data, "__url__": url}
-            tar.members = []  # a streamed tar need not remember its members
+            tar.members = []  # the reader need not remember members (memory stays flat on long shards)
     except (tarfile.TarError, EOFError) as err:
         raise ShardMismatchError(f"shard {url!r} is not a readable tar past this point ({err}); it is "
                                  "truncated or corrupt: rebuild it (rerun the genaug build command)") from err
