@@ -8,6 +8,7 @@ import sys
 import tarfile
 
 import pytest
+import torch
 import webdataset as wds
 
 from genaug.loader import GenCLMapDataset, GenCLWebDataset
@@ -209,3 +210,29 @@ def test_plain_or_gzip_tar_streams_alike(run, tmp_path, compress):
     keys = [k for *_, k in GenCLWebDataset([str(target)], image_size=SIZE, shuffle_buffer=0)]
     piped = [k for *_, k in GenCLWebDataset([f"pipe:cat {target}"], image_size=SIZE, shuffle_buffer=0)]
     assert keys == piped == [sample_key(i, True) for i in range(4)]
+
+
+def break_real_image(path):
+    """Overwrite the start of the first real.jpg (same size: verify='size' passes, decoding fails)."""
+    member = next(m for m in _members(path) if m.name.endswith("real.jpg"))
+    with open(path, "r+b") as handle:
+        handle.seek(member.offset_data)
+        handle.write(b"not a jpeg at all")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_skipped_samples_keep_the_step_count(run, workers):
+    """A bad sample skipped by the handler is made up (the worker reads its share again), so every rank
+    still delivers len(dataset) samples and len(loader) batches."""
+    break_real_image(run / "shard-0001.tar")
+    steps = set()
+    for rank in range(2):
+        dataset = GenCLWebDataset(run, image_size=SIZE, rank=rank, world_size=2, batch_size=2,
+                                  handler=wds.warn_and_continue)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=workers)
+        keys = [k for *_, batch in loader for k in batch]
+        assert len(keys) == len(dataset) == 6
+        assert sample_key(4, True) not in keys  # the broken sample is never served
+        steps.add(len(loader))
+    assert steps == {3}
