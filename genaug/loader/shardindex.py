@@ -47,7 +47,7 @@ class ShardIndex:
 
     def key_prefix(self) -> dict[str, str]:
         """{url: prefix} for the shards whose keys get a run prefix (empty for a single source)."""
-        return {} if self.key_prefixes is None else dict(zip(self.urls, self.key_prefixes))
+        return {} if self.key_prefixes is None else dict(zip(self.urls, self.key_prefixes, strict=True))
 
 
 def is_remote(url: str) -> bool:
@@ -129,7 +129,7 @@ def resolve_runs(items: Sequence[str]) -> ShardIndex:
 
     return ShardIndex(tuple(urls), joined("nsamples"), " + ".join(p.name for p in parts),
                       joined("filesizes"), joined("md5sums"),
-                      tuple(f"{prefix}/" for p, prefix in zip(parts, prefixes) for _ in p.urls))
+                      tuple(f"{prefix}/" for p, prefix in zip(parts, prefixes, strict=True) for _ in p.urls))
 
 
 def resolve_shards(source: str | os.PathLike | Sequence[str]) -> ShardIndex:

@@ -98,8 +98,9 @@ class GenCLWebDataset(torch.utils.data.IterableDataset):
         self._prefix = self.index.key_prefix()
         self._sizes, self._starts = {}, {}
         if self.index.nsamples is not None:
-            self._sizes = dict(zip(self.index.urls, self.index.nsamples))
-            self._starts = dict(zip(self.index.urls, itertools.accumulate(self.index.nsamples, initial=0)))
+            self._sizes = dict(zip(self.index.urls, self.index.nsamples, strict=True))
+            starts = list(itertools.accumulate(self.index.nsamples, initial=0))[:-1]
+            self._starts = dict(zip(self.index.urls, starts, strict=True))
 
     def _samples_per_epoch(self, samples_per_epoch: int | None) -> int | None:
         if samples_per_epoch is not None:

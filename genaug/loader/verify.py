@@ -69,7 +69,7 @@ def verify_shards(index: ShardIndex, verify="size") -> None:
         return
     sizes = index.filesizes or (None,) * len(index.urls)
     md5s = index.md5sums or (None,) * len(index.urls)
-    local = [(u, s, m) for u, s, m in zip(index.urls, sizes, md5s) if not is_remote(u)]
+    local = [(u, s, m) for u, s, m in zip(index.urls, sizes, md5s, strict=True) if not is_remote(u)]
     unchecked = sum(s is None for _, s, _ in local) if mode == "size" else sum(m is None for *_, m in local)
     if unchecked:
         log.info("%d shard(s) of %s have no %s in index.json: not checked", unchecked, index.name,
