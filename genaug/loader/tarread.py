@@ -19,7 +19,7 @@ import tarfile
 from typing import Callable, Iterator
 
 import webdataset as wds
-from webdataset.tariterators import group_by_keys
+from webdataset.tariterators import base_plus_ext, group_by_keys
 
 from genaug.loader.plan import Segment
 
@@ -50,15 +50,22 @@ def member_cap() -> int:
     return MAX_MEMBER_BYTES
 
 
-def tar_members(stream, url: str, limit: int | None = None) -> Iterator[dict]:
-    """{"fname", "data", "__url__"} per regular member in tar order; oversized data is an OversizedMember."""
+def tar_members(stream, url: str, limit: int | None = None, skip: int = 0) -> Iterator[dict]:
+    """{"fname", "data", "__url__"} per regular member in tar order; oversized data is an OversizedMember.
+    The members of the first `skip` samples are yielded with empty data (not read: a local file seeks)."""
     limit = member_cap() if limit is None else limit
+    key, ordinal = None, -1
     try:
         seekable = getattr(stream, "seekable", lambda: False)()
         tar = tarfile.open(fileobj=stream, mode="r:*" if seekable else "r|*")  # a file seeks past skipped data
         for info in tar:
             if info.isreg():
-                if info.size > limit:
+                member_key = base_plus_ext(info.name)[0]
+                if member_key is not None and member_key != key:
+                    key, ordinal = member_key, ordinal + 1
+                if ordinal < skip:
+                    data = b""  # a sample the caller skips
+                elif info.size > limit:
                     data = OversizedMember(info.name, info.size, limit)  # the stream skips it unread
                 else:
                     data = tar.extractfile(info).read()
@@ -84,7 +91,7 @@ def segment_samples(segment: Segment, handler: Callable = wds.reraise_exception,
     """The samples of one segment, each with ``__index__`` (index.json position, -1 when unknown)."""
     stream = wds.gopen(segment.url)
     try:
-        samples = group_by_keys(tar_members(stream, segment.url, limit), handler=handler)
+        samples = group_by_keys(tar_members(stream, segment.url, limit, segment.skip), handler=handler)
         end = None if segment.take is None else segment.skip + segment.take
         count = 0  # samples of the shard seen so far
         for sample in samples:
