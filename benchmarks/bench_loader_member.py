@@ -50,7 +50,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mib", type=int, default=2048, help="size of the huge member in MiB")
     args = parser.parse_args(argv)
-    from tests.shardfactory import add_big_member, make_shards  # run from the repo root
+    from genaug.testing.shardfactory import add_big_member, make_shards
 
     with tempfile.TemporaryDirectory() as tmp:
         (shard,) = make_shards(Path(tmp) / "run", n_samples=2, shard_size=2, real_size=(16, 20))

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from shardfactory import make_shards
+from genaug.testing.shardfactory import make_shards
 
 WORKER = textwrap.dedent('''
     import datetime, json, os, sys

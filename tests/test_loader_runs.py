@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from genaug.loader import GenCLMapDataset, GenCLWebDataset, resolve_shards
-from shardfactory import make_shards, sample_key
+from genaug.testing.shardfactory import make_shards, sample_key
 
 SIZE = 8
 

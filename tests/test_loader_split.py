@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from genaug.loader import GenCLMapDataset, GenCLWebDataset
 from genaug.loader.pairs import PairStats
 from genaug.loader.plan import split_counts
-from shardfactory import make_shards, sample_key
+from genaug.testing.shardfactory import make_shards, sample_key
 
 pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")  # 2-core box
 

@@ -11,10 +11,9 @@ import pytest
 import torch
 import webdataset as wds
 
-from genaug.loader import GenCLMapDataset, GenCLWebDataset
-from genaug.loader import tarread
+from genaug.loader import GenCLMapDataset, GenCLWebDataset, tarread
 from genaug.loader.tarread import ShardMismatchError
-from shardfactory import add_big_member, make_shards, sample_key
+from genaug.testing.shardfactory import add_big_member, make_shards, sample_key
 
 SIZE = 8
 N = 12  # 3 shards of 4 samples

@@ -11,15 +11,15 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
-import os
 import tarfile
 from typing import Callable
 
 import torch
 
+from genaug.format import group_members, is_remote
 from genaug.loader.adapters import get_adapter
 from genaug.loader.pairs import GenCLPairs
-from genaug.loader.shardindex import is_remote, resolve_shards
+from genaug.loader.shardindex import resolve_shards
 from genaug.loader.tarread import OversizedMember, ShardMismatchError, drop_oversized, member_cap
 from genaug.loader.verify import verify_shards
 
@@ -31,20 +31,9 @@ Member = tuple[int, int]  # (data offset in the tar, size in bytes)
 def scan_tar(path: str) -> list[tuple[str, dict[str, Member]]]:
     """[(key, {extension: (offset, size)})] in tar order; key/extension split at the first '.' of the
     file name (the directory stays in the key), as webdataset groups members."""
-    samples: list[tuple[str, dict[str, Member]]] = []
-    key, members = None, {}
     with tarfile.open(path, "r:") as tar:
-        for info in tar:
-            base = os.path.basename(info.name)
-            if not info.isfile() or "." not in base or base.startswith("."):
-                continue
-            stem, ext = base.split(".", 1)
-            member_key = os.path.join(os.path.dirname(info.name), stem)
-            if member_key != key:
-                key, members = member_key, {}
-                samples.append((key, members))
-            members[ext] = (info.offset_data, info.size)
-    return samples
+        members = ((info.name, (info.offset_data, info.size)) for info in tar if info.isfile())
+        return list(group_members(members, lower=False))
 
 
 class GenCLMapDataset(torch.utils.data.Dataset):

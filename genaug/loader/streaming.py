@@ -182,7 +182,7 @@ class GenCLWebDataset(torch.utils.data.IterableDataset):
     def raw_samples(self, worker: int = 0, n_workers: int = 1, plan: WorkerPlan | None = None) -> Iterator[dict]:
         """Undecoded samples of this rank/worker in shuffled order, with ``__index__`` (-1 if unknown)."""
         plan = plan if plan is not None else self.worker_plan(worker, n_workers)
-        samples = itertools.chain.from_iterable(segment_samples(s, self.handler) for s in self._segments(plan, worker))
+        samples = itertools.chain.from_iterable(segment_samples(s) for s in self._segments(plan, worker))
         if plan.stride > 1:
             samples = itertools.islice(samples, plan.offset, None, plan.stride)
         if self._prefix:

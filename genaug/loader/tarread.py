@@ -1,7 +1,7 @@
 """Read samples out of a shard with a cap on member size and a check of the shard's sample count.
 
-Members are grouped into samples as webdataset groups them (``wds.tariterators.group_by_keys``: the
-key is the path up to the first '.' of the file name). A member larger than :data:`MAX_MEMBER_BYTES`
+Members are grouped into samples by the shard contract's one grouper (``genaug.format.group_members``,
+as webdataset groups them: the key is the path up to the first '.' of the file name). A member larger than :data:`MAX_MEMBER_BYTES`
 is skipped in the tar stream without being read (memory stays flat whatever a member's size): an
 oversized ``real.jpg`` makes the sample bad (handed to the error handler, which raises by default), an
 oversized aug image makes the pair fall back to two real views, any other oversized field is dropped,
@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import logging
 import tarfile
-from typing import Callable, Iterator
+from typing import Iterator
 
 import webdataset as wds
-from webdataset.tariterators import base_plus_ext, group_by_keys
 
+from genaug.format import group_members, split_member
 from genaug.loader.plan import Segment
 
 log = logging.getLogger(__name__)
@@ -50,27 +50,34 @@ def member_cap() -> int:
     return MAX_MEMBER_BYTES
 
 
-def tar_members(stream, url: str, limit: int | None = None, skip: int = 0) -> Iterator[dict]:
-    """{"fname", "data", "__url__"} per regular member in tar order; oversized data is an OversizedMember.
-    The members of the first `skip` samples are yielded with empty data (not read: a local file seeks)."""
+def tar_samples(stream, url: str, limit: int | None = None, skip: int = 0) -> Iterator[dict]:
+    """``{"__key__", "__url__", field: bytes}`` per sample in tar order, grouped by
+    :func:`genaug.format.group_members`; an oversized member's bytes are an :class:`OversizedMember`.
+    The members of the first `skip` samples are not read (empty bytes; a local file seeks past them)."""
     limit = member_cap() if limit is None else limit
-    key, ordinal = None, -1
-    try:
-        seekable = getattr(stream, "seekable", lambda: False)()
-        tar = tarfile.open(fileobj=stream, mode="r:*" if seekable else "r|*")  # a file seeks past skipped data
+    seekable = getattr(stream, "seekable", lambda: False)()
+    state = {"key": None, "ordinal": -1}
+
+    def load(info: tarfile.TarInfo):  # called while the tar stream is at this member
+        key = split_member(info.name)[0]
+        if key != state["key"]:
+            state.update(key=key, ordinal=state["ordinal"] + 1)
+        if state["ordinal"] < skip:
+            return b""  # a sample the caller skips
+        if info.size > limit:
+            return OversizedMember(info.name, info.size, limit)  # the stream skips it unread
+        return tar.extractfile(info).read()
+
+    def members():
         for info in tar:
             if info.isreg():
-                member_key = base_plus_ext(info.name)[0]
-                if member_key is not None and member_key != key:
-                    key, ordinal = member_key, ordinal + 1
-                if ordinal < skip:
-                    data = b""  # a sample the caller skips
-                elif info.size > limit:
-                    data = OversizedMember(info.name, info.size, limit)  # the stream skips it unread
-                else:
-                    data = tar.extractfile(info).read()
-                yield {"fname": info.name, "data": data, "__url__": url}
+                yield info.name, info
             tar.members = []  # the reader need not remember members (memory stays flat on long shards)
+
+    try:
+        tar = tarfile.open(fileobj=stream, mode="r:*" if seekable else "r|*")  # a file seeks past skipped data
+        for key, fields in group_members(members(), load=load):
+            yield {"__key__": key, "__url__": url, **fields}
     except (tarfile.TarError, EOFError) as err:
         raise ShardMismatchError(f"shard {url!r} is not a readable tar past this point ({err}); it is "
                                  "truncated or corrupt: rebuild it (rerun the genaug build command)") from err
@@ -86,12 +93,11 @@ def drop_oversized(sample: dict) -> dict:
     return sample
 
 
-def segment_samples(segment: Segment, handler: Callable = wds.reraise_exception,
-                    limit: int | None = None) -> Iterator[dict]:
+def segment_samples(segment: Segment, limit: int | None = None) -> Iterator[dict]:
     """The samples of one segment, each with ``__index__`` (index.json position, -1 when unknown)."""
     stream = wds.gopen(segment.url)
     try:
-        samples = group_by_keys(tar_members(stream, segment.url, limit, segment.skip), handler=handler)
+        samples = tar_samples(stream, segment.url, limit, segment.skip)
         end = None if segment.take is None else segment.skip + segment.take
         count = 0  # samples of the shard seen so far
         for sample in samples:

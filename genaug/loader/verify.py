@@ -18,7 +18,8 @@ import hashlib
 import logging
 import os
 
-from genaug.loader.shardindex import ShardIndex, is_remote
+from genaug.format import is_remote
+from genaug.loader.shardindex import ShardIndex
 from genaug.loader.tarread import ShardMismatchError
 
 log = logging.getLogger(__name__)
