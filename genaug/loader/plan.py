@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,9 +94,12 @@ def _circular_segments(urls, sizes, starts, first: int, count: int):
 
 
 def shard_plan(urls: Sequence[str], rank: int, world_size: int, worker: int, n_workers: int,
-               count: int | None = None) -> WorkerPlan:
-    """The worker's segments when counts are unknown (see the module doc); ``count``: its quota."""
-    mine = list(urls)[rank::world_size]
+               count: int | None = None, starts: Mapping[str, int] | None = None,
+               sizes: Mapping[str, int] | None = None) -> WorkerPlan:
+    """The worker's segments when the epoch is not split by counts (see the module doc); ``count``: its
+    quota; ``starts`` / ``sizes``: per-shard index positions and sample counts where known."""
+    starts, sizes = starts or {}, sizes or {}
+    mine = [Segment(u, start=starts.get(u), nsamples=sizes.get(u)) for u in list(urls)[rank::world_size]]
     if len(mine) >= n_workers:
-        return WorkerPlan(tuple(Segment(u) for u in mine[worker::n_workers]), count)
-    return WorkerPlan(tuple(Segment(u) for u in mine), count, stride=n_workers, offset=worker)
+        return WorkerPlan(tuple(mine[worker::n_workers]), count)
+    return WorkerPlan(tuple(mine), count, stride=n_workers, offset=worker)

@@ -167,7 +167,7 @@ class GenCLWebDataset(torch.utils.data.IterableDataset):
             return WorkerPlan((), quota)
         urls = self.epoch_urls()
         if self.index.nsamples is None:
-            return shard_plan(urls, self.rank, self.world_size, worker, n_workers, quota)
+            return shard_plan(urls, self.rank, self.world_size, worker, n_workers, quota, self._starts, self._sizes)
         return indexed_plan(urls, [self._sizes[u] for u in urls], [self._starts[u] for u in urls], self.rank,
                             self.world_size, worker, n_workers, batch, self.samples_per_epoch)
 
