@@ -27,11 +27,6 @@ RUNNABLE = {"bash": "bash", "sh": "bash", "shell": "bash", "python": "python", "
 FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 MARKER = re.compile(r"^<!-- snippet: skip(?: \((?P<reason>.*)\))? -->$")
 QUICKSTART_BUILD = "genaug build --method mask --preset maskgit-tiny --class-token random --out shards/"
-# Blocks that fail until the loader's fix for surplus DataLoader workers lands (issue 11, defect 1): one shard
-# cannot feed 4 (or 2) workers. The snippets stay as they are; the merge of branch `loader` flips these.
-SURPLUS_WORKERS = (("README.md", "DataLoader(dataset, batch_size=64, num_workers=4)"),
-                   ("loader.md", "DataLoader(dataset, batch_size=64, num_workers=4)"),
-                   ("loader.md", 'adapter="solo-learn", image_size=64),\n                    batch_size=8, num_workers=2'))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +63,6 @@ SNIPPETS = [s for doc in DOCS for s in collect(doc)]
 def _marks(snippet: Snippet):
     if snippet.skip is not None:
         return [pytest.mark.skip(reason=f"marked in the doc: {snippet.skip}")]
-    if any(snippet.doc.name == doc and text in snippet.code for doc, text in SURPLUS_WORKERS):
-        return [pytest.mark.xfail(strict=True, raises=ValueError, reason="fixed on branch loader")]
     return []
 
 

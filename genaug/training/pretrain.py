@@ -84,7 +84,8 @@ def make_dataset(cfg: PretrainConfig, dist: distributed.Dist) -> tuple[GenCLWebD
                          "at the build's index.json")
     total = sum(index.sizes)  # from index.json, or counted from local tar headers
     options = dict(gamma=cfg.gamma, tg=cfg.tg, seed=cfg.seed, image_size=cfg.image_size,
-                   rank=dist.rank, world_size=dist.world_size, samples_per_epoch=total // dist.world_size)
+                   rank=dist.rank, world_size=dist.world_size, samples_per_epoch=total // dist.world_size,
+                   batch_size=per_rank)  # whole batches per DataLoader worker: len() is exact
     if dist.world_size > 1:  # equal step counts on every rank, whatever the shard count
         options.update(resampled=True)
     dataset = GenCLWebDataset(cfg.shards, **options)
