@@ -29,7 +29,7 @@ from genaug.batches import (
 )
 from genaug.config import BuildConfig, ConfigError, ResolvedBuild, create_out_dir, resolve, versions
 from genaug.loading import make_editor
-from genaug.methods.editing import unchunked
+from genaug.methods.editing import AUTO_BATCH, auto_batch_size, unchunked
 from genaug.workers import decode_batch, encode_batch, make_executor
 
 log = logging.getLogger(__name__)
@@ -320,6 +320,10 @@ def _checked_editor(resolved: ResolvedBuild):
 
 def _build(resolved: ResolvedBuild, editor, start: float, started_at: str,
            progress: Progress | None) -> BuildSummary:
+    if resolved.config.batch_size == AUTO_BATCH:  # recorded as the number it became
+        batch_size = auto_batch_size(editor)
+        resolved = dataclasses.replace(resolved, config=dataclasses.replace(resolved.config, batch_size=batch_size))
+        log.info("--batch-size auto: %d (the editor's compute chunk)", batch_size)
     out = resolved.config.out
     done = runfiles.prepare_out(resolved)
     if done:

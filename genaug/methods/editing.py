@@ -164,14 +164,29 @@ def random_init_seeded(build, seed: int):
 # presets, CPU, 1 and 2 threads, chunks of 8 and 16). So the editors run every model stage on chunks of
 # exactly `compute_chunk` samples, whatever batch the pipeline hands over, and on the CPU pin torch's
 # intra-op threads to CPU_THREADS while they compute.
-COMPUTE_CHUNKS = {"cpu": 8, "cuda": 32}  # samples per model call, by device type (every preset)
+#
+# The CUDA chunk (40, every stage of both methods) is chosen by reasoning until measured on a GPU
+# (benchmarks/bench_device.py sweeps chunks; see docs/build.md "Compute chunks"): it divides the default
+# --shard-size 1000, so no batch of a default build is padded; 40 x 257 = 10,280 tokens per transformer
+# GEMM (80 row tiles of 128 x 3 to 12 column tiles: >= 1.8 waves on 132 SMs); VQGAN and BigGAN activations
+# at 256 px of 40 images fit a 24 GB card in bf16, so every common GPU runs the same chunk (same bytes).
+COMPUTE_CHUNKS = {"cpu": 8, "cuda": 40}  # samples per model call, by device type (every preset)
 DEFAULT_COMPUTE_CHUNK = 8  # other device types
 CPU_THREADS = 1  # torch intra-op threads of CPU editor stages (CPU builds are smoke runs)
+AUTO_BATCH = "auto"  # --batch-size auto: the editor's compute chunk
+FALLBACK_AUTO_BATCH = 16  # --batch-size auto for editors without fixed compute chunks
 
 
 def compute_chunk_for(device: torch.device) -> int:
     """The fixed number of samples per model call on `device` (independent of --batch-size)."""
     return COMPUTE_CHUNKS.get(torch.device(device).type, DEFAULT_COMPUTE_CHUNK)
+
+
+def auto_batch_size(editor) -> int:
+    """--batch-size auto: the editor's compute chunk (a whole chunk per call, so no padding), or
+    FALLBACK_AUTO_BATCH for editors that take any batch as it comes."""
+    chunk = getattr(editor, "compute_chunk", None)
+    return int(chunk) if chunk else FALLBACK_AUTO_BATCH
 
 
 def map_chunks(fn: Callable[..., Any], chunk: int | None, *args: Any) -> Any:
