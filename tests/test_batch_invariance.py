@@ -123,7 +123,9 @@ def test_map_chunks_pads_and_trims():
 def test_describe_records_the_compute_chunk():
     d = _editor("icgan-tiny").describe()
     assert d["compute_chunk"] == 8 and d["cpu_threads"] == 1
-    assert editing.compute_chunk_for(torch.device("cuda")) == 32
+    assert editing.compute_chunk_for(torch.device("cuda")) == 40  # issue 10 item 2 (was 32)
+    shard_size = BuildConfig.__dataclass_fields__["shard_size"].default
+    assert all(shard_size % chunk == 0 for chunk in editing.COMPUTE_CHUNKS.values())  # default builds: no padding
 
 
 @pytest.mark.parametrize(("preset", "options", "n"), [("maskgit-tiny", {"class_token": "random"}, 5),

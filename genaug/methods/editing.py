@@ -47,14 +47,30 @@ def resolve_precision(precision: str, device: torch.device, sensitive: bool = Fa
     return None
 
 
-def dtype_name(dtype: torch.dtype | None) -> str:
-    return "fp32" if dtype is None else str(dtype).replace("torch.", "")
+def encoder_uses_tf32(precision: str, device: torch.device) -> bool:
+    """--precision auto on CUDA runs the convolutions of the sensitive encoder stages (VQGAN encoder,
+    SwAV ResNet-50: both all-convolution) in TF32: measured VQ token agreement with exact fp32 ~99.8%
+    (TF32 emulated on the CPU, docs/methods.md "Precision policy") against ~97.5% for bf16, at tensor-core
+    speed (an H100's dense TF32 peak is ~7x its non-tensor fp32 peak). Matmuls, among them the VQ
+    nearest-code search, stay exact fp32."""
+    return precision == "auto" and torch.device(device).type == "cuda"
+
+
+def dtype_name(dtype: torch.dtype | None, tf32: bool = False) -> str:
+    if dtype is None:
+        return "tf32" if tf32 else "fp32"
+    return str(dtype).replace("torch.", "")
 
 
 @contextlib.contextmanager
-def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
-    """One model stage: bf16 autocast on `device` when dtype is set, else plain fp32; either way every
-    float32 convolution and matmul in it is IEEE float32 (no TF32, see exact_fp32)."""
+def autocast(device: torch.device, dtype: torch.dtype | None, tf32: bool = False) -> Iterator[None]:
+    """One model stage: bf16 autocast on `device` when dtype is set, else plain fp32; every float32
+    convolution and matmul in it is IEEE float32 (no TF32, see exact_fp32), unless `tf32` (and no dtype):
+    then float32 convolutions may use TF32 tensor cores, matmuls stay exact (see tf32_convolutions)."""
+    if tf32 and dtype is None:
+        with tf32_convolutions():
+            yield
+        return
     with exact_fp32():
         if dtype is None:
             yield
@@ -74,13 +90,28 @@ def exact_fp32() -> Iterator[None]:
     normally, the `fp32_precision` properties when the caller has mixed the two and the legacy getters
     refuse to answer. The settings are process-global: other threads running torch ops meanwhile see
     them too. Costs nothing on the CPU (the flags only steer cuDNN/cuBLAS and oneDNN matmuls)."""
+    with _float32_mode(tf32=False):
+        yield
+
+
+@contextlib.contextmanager
+def tf32_convolutions() -> Iterator[None]:
+    """Inside, float32 cuDNN convolutions may run as TF32 (10-bit mantissa operands, float32
+    accumulation); matmuls and CPU (oneDNN) work stay IEEE float32; the caller's settings restored after,
+    through the same API family as exact_fp32."""
+    with _float32_mode(tf32=True):
+        yield
+
+
+@contextlib.contextmanager
+def _float32_mode(tf32: bool) -> Iterator[None]:
     legacy = None
     if not _backend_wide_fp32_precision():
         try:
             legacy = (torch.get_float32_matmul_precision(), bool(torch.backends.cudnn.allow_tf32))
         except RuntimeError:  # "mix of the legacy and new APIs": the caller uses fp32_precision
             legacy = None
-    with (_exact_fp32_new_api() if legacy is None else _exact_fp32_legacy(*legacy)):
+    with (_exact_fp32_new_api(tf32) if legacy is None else _exact_fp32_legacy(*legacy, tf32=tf32)):
         yield
 
 
@@ -94,19 +125,21 @@ def _backend_wide_fp32_precision() -> bool:
 
 
 @contextlib.contextmanager
-def _exact_fp32_legacy(matmul_precision: str, cudnn_tf32: bool) -> Iterator[None]:
-    """Through torch.set_float32_matmul_precision and torch.backends.cudnn.allow_tf32; flags that
-    are already exact are left untouched, so nothing changes in the default state but cuDNN's."""
+def _exact_fp32_legacy(matmul_precision: str, cudnn_tf32: bool, tf32: bool = False) -> Iterator[None]:
+    """Through torch.set_float32_matmul_precision ('highest') and torch.backends.cudnn.allow_tf32 (True
+    when `tf32`, else False); flags already as wanted are left untouched, so in the default state exact
+    mode changes nothing but cuDNN's."""
+    want_matmul = "highest"
     try:
-        if matmul_precision != "highest":
-            torch.set_float32_matmul_precision("highest")
-        if cudnn_tf32:
-            torch.backends.cudnn.allow_tf32 = False
+        if matmul_precision != want_matmul:
+            torch.set_float32_matmul_precision(want_matmul)
+        if cudnn_tf32 != tf32:
+            torch.backends.cudnn.allow_tf32 = tf32
         yield
     finally:
-        if cudnn_tf32:
-            torch.backends.cudnn.allow_tf32 = True
-        if matmul_precision != "highest":
+        if cudnn_tf32 != tf32:
+            torch.backends.cudnn.allow_tf32 = cudnn_tf32
+        if matmul_precision != want_matmul:
             torch.set_float32_matmul_precision(matmul_precision)
 
 
@@ -117,13 +150,15 @@ def _fp32_precision_ops() -> list:
 
 
 @contextlib.contextmanager
-def _exact_fp32_new_api() -> Iterator[None]:
-    """Through the fp32_precision properties: each op 'ieee' inside, its own string restored after."""
+def _exact_fp32_new_api(tf32: bool = False) -> Iterator[None]:
+    """Through the fp32_precision properties: each op 'ieee' inside (cuDNN conv 'tf32' when `tf32`), its
+    own string restored after."""
     ops = _fp32_precision_ops()
     saved = [op.fp32_precision for op in ops]
+    conv = torch.backends.cudnn.conv
     try:
         for op in ops:
-            op.fp32_precision = "ieee"
+            op.fp32_precision = "tf32" if tf32 and op is conv else "ieee"
         yield
     finally:
         for op, value in zip(ops, saved):
@@ -297,13 +332,14 @@ class BuiltinSettings(FixedChunks):
         self.precision = precision
         self.amp_dtype = resolve_precision(precision, device)
         self.encoder_dtype = resolve_precision(precision, device, sensitive=True)
+        self.encoder_tf32 = encoder_uses_tf32(precision, device)
         self.options = dict(options)
         self.init_chunks(device)
 
     def settings_facts(self) -> dict:
         """For describe(): precision, autocast dtypes, device, random_init and the chunk settings."""
         return {"precision": self.precision, "autocast": dtype_name(self.amp_dtype),
-                "autocast_encoder": dtype_name(self.encoder_dtype), "device": str(self.device),
+                "autocast_encoder": dtype_name(self.encoder_dtype, self.encoder_tf32), "device": str(self.device),
                 "random_init": self.random_init, **self.chunk_facts()}
 
 

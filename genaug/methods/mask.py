@@ -217,7 +217,7 @@ class MaskEditor(BuiltinSettings, Editor):
         (uint8 (C, 3, R, R), masked token counts, changed token counts)."""
         batch, o = images.shape[0], self.options
         x = self._prepare(images)  # (C, 3, R, R) float in [0, 1]
-        with autocast(self.device, self.encoder_dtype):
+        with autocast(self.device, self.encoder_dtype, self.encoder_tf32):
             tokens = self.model.encode(x)  # (C, h, w) int64
         with autocast(self.device, self.amp_dtype):
             image_seq = torch.where(mask, torch.full_like(tokens, -1), tokens).view(batch, -1)  # (C, h*w)
