@@ -150,6 +150,10 @@ class MaskEditor(BuiltinSettings, Editor):
                  options: Mapping[str, Any]) -> None:
         cfg = model.config
         self.model = model.to(device).eval()
+        # the VQGAN runs channels_last on CUDA (cuDNN's NHWC kernels, as the IC-GAN modules); on the CPU
+        # oneDNN was not faster with it at batch 1 (encoder 14% slower, decoder 23% faster, 1 thread)
+        self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        self.model.tokenizer.to(memory_format=self.memory_format)
         # amp_dtype: transformer and decoder; encoder_dtype: tokenizer encoder
         self.init_settings(preset, device, precision, options)
         self.resolution = cfg.image_size
@@ -199,7 +203,7 @@ class MaskEditor(BuiltinSettings, Editor):
         if self.options["mask"] == "outpaint":
             kept = patterns.outpaint_tokens(self.grid, self.options["outpaint_scale"])
             x = patterns.shrink_into_centre(x, kept * (self.resolution // self.grid))
-        return x
+        return x.contiguous(memory_format=self.memory_format)
 
     # ---- the edit ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -277,7 +281,7 @@ class MaskEditor(BuiltinSettings, Editor):
         return {
             "method": self.method, "preset": self.preset, "parameters": count_parameters(self.model),
             "parameters_by_part": parts, "resolution": self.resolution, "token_grid": self.grid,
-            "input_resample": self.input_resample,
+            "input_resample": self.input_resample, "vqgan_memory_format": str(self.memory_format).split(".")[-1],
             "options": dict(self.options), **self.settings_facts(),
         }
 
