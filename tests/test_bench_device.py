@@ -54,3 +54,9 @@ def test_peak_table_matches_device_names():
     assert peak_for("NVIDIA A100-SXM4-80GB")["bf16"] == 312.0
     assert peak_for("NVIDIA GeForce RTX 4090") and peak_for("NVIDIA L40S") and peak_for("NVIDIA GeForce RTX 3090")
     assert peak_for("Some other GPU") is None
+
+
+def test_official_comparison_says_what_it_needs_without_a_checkout():
+    done = subprocess.run([sys.executable, "benchmarks/bench_official.py"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=_env())
+    assert done.returncode == 0 and "no --official-ic-gan checkout given" in done.stdout
