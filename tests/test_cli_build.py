@@ -52,17 +52,20 @@ def test_build_writes_shards_and_prints_a_summary(folder, tmp_path):
 
 
 def test_default_batch_size_is_the_editors_compute_chunk(folder, tmp_path):
-    """--batch-size auto (the default) runs whole compute chunks: 8 on the CPU for the tiny MaskGIT, no
-    padded chunk for a shard of 8; an explicit --batch-size auto gives the same bytes."""
+    """--batch-size auto (the default) runs whole compute chunks: 8 on the CPU for the tiny MaskGIT, one per
+    chunk worker (CPU core), no padded chunk for a shard of 8; an explicit --batch-size auto gives the
+    same bytes."""
     common = ("--method", "mask", "--preset", "maskgit-tiny", "--class-token", "random", "--num-iter", 2,
               "--data", folder["train"], "--shard-size", 8, "--num-workers", 0, "--device", "cpu", "--quiet")
     result = _run(*common, "--out", tmp_path / "a")
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
-    assert manifest["config"]["batch_size"] == 8 == manifest["editor"]["compute_chunk"]
-    assert manifest["timing"]["batch_size"] == 8
+    editor = manifest["editor"]
+    auto = editor["compute_chunk"] * editor["chunk_workers"]
+    assert editor["compute_chunk"] == 8 and editor["chunk_workers"] >= 1
+    assert manifest["config"]["batch_size"] == auto == manifest["timing"]["batch_size"]
     stats = json.loads((tmp_path / "a" / "shard-0000.json").read_text())
-    assert stats["batch_size"] == 8
+    assert stats["batch_size"] == auto
     assert _run(*common, "--batch-size", "auto", "--out", tmp_path / "b").exit_code == 0
     assert (tmp_path / "a" / "shard-0000.tar").read_bytes() == (tmp_path / "b" / "shard-0000.tar").read_bytes()
 

@@ -3,8 +3,10 @@ and the fixed-shape compute chunks that make an editor's output independent of t
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import logging
+import os
 import time
 from typing import Any, Callable, Iterator, Sequence
 
@@ -218,20 +220,31 @@ def compute_chunk_for(device: torch.device) -> int:
 
 
 def auto_batch_size(editor) -> int:
-    """--batch-size auto: the editor's compute chunk (a whole chunk per call, so no padding), or
-    FALLBACK_AUTO_BATCH for editors that take any batch as it comes."""
+    """--batch-size auto: the editor's compute chunk times its chunk workers (whole chunks, so no padding,
+    one per CPU core), or FALLBACK_AUTO_BATCH for editors that take any batch as it comes."""
     chunk = getattr(editor, "compute_chunk", None)
-    return int(chunk) if chunk else FALLBACK_AUTO_BATCH
+    return int(chunk) * int(getattr(editor, "chunk_workers", 1) or 1) if chunk else FALLBACK_AUTO_BATCH
 
 
-def map_chunks(fn: Callable[..., Any], chunk: int | None, *args: Any) -> Any:
+def cpu_chunk_workers() -> int:
+    """Threads that compute CPU chunks side by side: the cores this process may use (each chunk runs on
+    one thread with one torch intra-op thread, so a chunk's bytes do not depend on this number)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def map_chunks(fn: Callable[..., Any], chunk: int | None, *args: Any, workers: int = 1) -> Any:
     """fn over fixed-shape chunks of exactly `chunk` samples; returns fn's outputs for the real samples.
 
     args: per-sample tensors (leading dim B) or sequences of B items; fn returns a tensor or a tuple of
     tensors / lists with one entry per sample of its chunk. The last chunk is padded by repeating its last
     sample; padding results are discarded. Per-sample torch.Generators must not be passed (a padding copy
     would consume the real sample's draws): pass seeds and make the generators inside fn, so padding gets
-    fresh generators. chunk None: one call on the whole batch (the unpadded path of timing probes)."""
+    fresh generators. chunk None: one call on the whole batch (the unpadded path of timing probes).
+    workers > 1: chunks run concurrently in that many threads (each under the caller's grad mode), results
+    in chunk order; only for CPU work with one torch intra-op thread (see FixedChunks)."""
     n = len(args[0])
     if any(len(a) != n for a in args):
         raise ValueError(f"map_chunks: per-sample arguments of lengths {[len(a) for a in args]}")
@@ -239,11 +252,20 @@ def map_chunks(fn: Callable[..., Any], chunk: int | None, *args: Any) -> Any:
         raise TypeError("map_chunks: pass seeds, not torch.Generators (padding would share their draws)")
     if chunk is None or n == 0:
         return fn(*args)
-    pieces = []
-    for start in range(0, n, chunk):
+    grad = torch.is_grad_enabled()
+
+    def one(start: int):
         real = min(chunk, n - start)
-        out = fn(*(_pad(a[start:start + real], chunk) for a in args))
-        pieces.append(tuple(o[:real] for o in out) if isinstance(out, tuple) else out[:real])
+        with torch.set_grad_enabled(grad):  # grad mode is per thread
+            out = fn(*(_pad(a[start:start + real], chunk) for a in args))
+        return tuple(o[:real] for o in out) if isinstance(out, tuple) else out[:real]
+
+    starts = range(0, n, chunk)
+    if workers > 1 and len(starts) > 1:
+        with cf.ThreadPoolExecutor(min(workers, len(starts)), thread_name_prefix="genaug-chunk") as pool:
+            pieces = list(pool.map(one, starts))
+    else:
+        pieces = [one(start) for start in starts]
     if not isinstance(pieces[0], tuple):
         return _join(pieces)
     return tuple(_join(list(parts)) for parts in zip(*pieces))
@@ -297,10 +319,12 @@ class FixedChunks:
 
     compute_chunk: int | None = None
     cpu_threads: int | None = None
+    chunk_workers: int = 1  # chunks computed side by side (CPU only: one thread each)
 
     def init_chunks(self, device: torch.device) -> None:
         self.compute_chunk = compute_chunk_for(device)
         self.cpu_threads = CPU_THREADS if device.type == "cpu" else None
+        self.chunk_workers = cpu_chunk_workers() if device.type == "cpu" else 1
         self._chunk_hint_logged = False
 
     def run_chunked(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -311,12 +335,18 @@ class FixedChunks:
             log.info("batch of %d is not a multiple of the editor's fixed compute chunk of %d samples: the last "
                      "chunk of each batch is padded (same output, wasted compute); use a --batch-size that is a "
                      "multiple of %d", n, chunk, chunk)
-        with pinned_threads(self.cpu_threads), heuristic_cudnn():
-            return map_chunks(fn, chunk, *args)
+        workers = self.chunk_workers if self.cpu_threads == 1 else 1
+        # exact fp32 held by this thread for the whole call, so the chunk threads' own (nested) contexts
+        # find the flags as they want them and write nothing (the flags are process-global)
+        with pinned_threads(self.cpu_threads), heuristic_cudnn(), \
+                (exact_fp32() if workers > 1 else contextlib.nullcontext()):
+            return map_chunks(fn, chunk, *args, workers=workers)
 
     def chunk_facts(self) -> dict:
-        """For describe(): the settings that fix the kernels' shapes and threads."""
-        return {"compute_chunk": self.compute_chunk, "cpu_threads": self.cpu_threads}
+        """For describe(): the settings that fix the kernels' shapes and threads (chunk_workers does not
+        change the output)."""
+        return {"compute_chunk": self.compute_chunk, "cpu_threads": self.cpu_threads,
+                "chunk_workers": self.chunk_workers}
 
 
 class BuiltinSettings(FixedChunks):

@@ -163,6 +163,8 @@ class MaskEditor(BuiltinSettings, Editor):
         self.class_token = validate_options(self.options, self.grid, self.num_classes)
         self.requires_labels = self.class_token.strategy == "label"
         self._compiled = compiled_decode_fns(self.model, device) if self.options["compile"] else None
+        if self._compiled is not None:
+            self.chunk_workers = 1  # compiled functions are called from one thread only
 
     # ---- per-sample choices ------------------------------------------------------------------
     def _classes(self, seeds: Sequence[int], labels: torch.Tensor) -> list[int]:
