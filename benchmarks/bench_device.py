@@ -28,6 +28,7 @@ import torch
 import _device_e2e as e2e
 import _device_stages as stages
 import _precision as prec
+from genaug.methods.editing import auto_batch_size
 from genaug.registry import REGISTRY, EditorContext
 from genaug.weights import resolve
 
@@ -104,7 +105,7 @@ def end_to_end(presets: dict, device: torch.device, args, work: Path) -> dict:
     out = {"jpegs": args.images, "mean_jpeg_kb": nbytes / args.images / 1024}
     for method, (preset, _) in presets.items():
         editor = make_editor(preset, device)
-        chunk = editor.compute_chunk
+        chunk = auto_batch_size(editor)  # what the build hands the editor per call
         model_only = e2e.model_only_rate(editor, chunk, max(2 * chunk, min(args.images, 8 * chunk)))
         del editor
         shard_size = max(chunk, (args.images // 4) // chunk * chunk)
@@ -179,7 +180,7 @@ def report(f: dict) -> None:
         print(f"  end-to-end {method}: {r['inputs']} JPEGs (~{e['mean_jpeg_kb']:.0f} kB, ~500x375), "
               f"{r['num_workers']} workers: {r['images_per_s_shards']:.1f} img/s in the shards "
               f"({r['images_per_s_whole_run']:.1f} with start-up); model only {r['model_only_images_per_s']:.1f} img/s "
-              f"at chunk {r['chunk']}; end-to-end ÷ model-only = {r['e2e_over_model_only']:.2f}")
+              f"at batch {r['chunk']}; end-to-end ÷ model-only = {r['e2e_over_model_only']:.2f}")
     g = f["gpu_tests"]
     print(f"  gpu tests: {g.get('summary') if g['run'] else g['why']}")
     print(f"  total {f['seconds']:.1f} s")
