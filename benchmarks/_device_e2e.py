@@ -96,6 +96,24 @@ def build_rate(method: str, preset: str, data: Path, out: Path, device: torch.de
             "model_share_of_shard_time": model / wall}
 
 
+def cpu_seconds_per_image(folder: Path, resolution: int, resample: str, count: int = 24) -> dict:
+    """One core's seconds per image for the CPU side of a build: decode + EXIF + crop + resize (the decode
+    workers' `preprocess.prepare`) and the aug JPEG encode at quality 95 (the encode workers)."""
+    import time
+
+    from genaug.preprocess import prepare
+
+    datas = [p.read_bytes() for p in sorted(folder.glob("*.jpg"))[:count]]
+    start = time.perf_counter()
+    prepared = [prepare(d, resolution, resample) for d in datas]
+    decode = (time.perf_counter() - start) / len(datas)
+    start = time.perf_counter()
+    for p in prepared:
+        Image.fromarray(p.image).save(io.BytesIO(), format="JPEG", quality=95)
+    encode = (time.perf_counter() - start) / len(datas)
+    return {"decode_resize_ms": 1000.0 * decode, "encode_ms": 1000.0 * encode}
+
+
 def model_only_rate(editor, chunk: int, images: int) -> float:
     """images/s of editor.edit alone, in the build's compute chunks (inputs already on the device)."""
     return 1.0 / time_editor(editor, chunk, max(images, chunk), chunked=True)

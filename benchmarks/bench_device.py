@@ -107,11 +107,15 @@ def end_to_end(presets: dict, device: torch.device, args, work: Path) -> dict:
         editor = make_editor(preset, device)
         chunk = auto_batch_size(editor)  # what the build hands the editor per call
         model_only = e2e.model_only_rate(editor, chunk, max(2 * chunk, min(args.images, 8 * chunk)))
+        resolution, resample = editor.resolution, editor.input_resample
         del editor
         shard_size = max(chunk, (args.images // 4) // chunk * chunk)
         build = e2e.build_rate(method, preset, data, work / f"out-{method}", device, args.workers, shard_size)
+        cpu = e2e.cpu_seconds_per_image(data, resolution, resample)
+        cores = model_only * (cpu["decode_resize_ms"] + cpu["encode_ms"]) / 1000.0
         out[method] = {"preset": preset, "chunk": chunk, "model_only_images_per_s": model_only, **build,
-                       "e2e_over_model_only": build["images_per_s_shards"] / model_only}
+                       "e2e_over_model_only": build["images_per_s_shards"] / model_only, "cpu_per_image": cpu,
+                       "cpu_cores_to_feed_model_only": cores}
     return out
 
 
@@ -181,6 +185,10 @@ def report(f: dict) -> None:
               f"{r['num_workers']} workers: {r['images_per_s_shards']:.1f} img/s in the shards "
               f"({r['images_per_s_whole_run']:.1f} with start-up); model only {r['model_only_images_per_s']:.1f} img/s "
               f"at batch {r['chunk']}; end-to-end ÷ model-only = {r['e2e_over_model_only']:.2f}")
+        c = r["cpu_per_image"]
+        print(f"    CPU side per image on one core: decode+crop+resize {c['decode_resize_ms']:.1f} ms, aug JPEG "
+              f"encode {c['encode_ms']:.1f} ms -> {r['cpu_cores_to_feed_model_only']:.1f} cores keep up with "
+              f"the model-only rate")
     g = f["gpu_tests"]
     print(f"  gpu tests: {g.get('summary') if g['run'] else g['why']}")
     print(f"  total {f['seconds']:.1f} s")
