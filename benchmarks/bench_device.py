@@ -23,11 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 import _device_e2e as e2e
 import _device_stages as stages
 import _precision as prec
+import torch
+
 from genaug.methods.editing import auto_batch_size
 from genaug.registry import REGISTRY, EditorContext
 from genaug.weights import resolve

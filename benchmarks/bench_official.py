@@ -42,8 +42,8 @@ def official_models(root: Path):
 
 
 def genaug_models():
-    from genaug.models.icgan import EncoderConfig, Generator, ICGANConfig, InstanceEncoder
     from genaug.methods.editing import random_init_seeded
+    from genaug.models.icgan import EncoderConfig, Generator, ICGANConfig, InstanceEncoder
 
     generator = Generator.random(ICGANConfig.imagenet256(), seed=0).eval()
     return generator, random_init_seeded(lambda: InstanceEncoder(EncoderConfig()), 0).eval()
@@ -71,7 +71,7 @@ def stages(official, ours) -> dict:
 @torch.no_grad()
 def interleaved(table: dict, rounds: int) -> dict:
     times = {(s, i): [] for s, impls in table.items() for i in impls}
-    for s, impls in table.items():  # warm-up
+    for impls in table.values():  # warm-up
         for call in impls.values():
             call()
     for _ in range(rounds):

@@ -15,9 +15,9 @@ import argparse
 import json
 import logging
 
+import _precision as P
 import torch
 
-import _precision as P
 from genaug.methods.editing import random_init_seeded
 from genaug.registry import REGISTRY, EditorContext
 from genaug.weights import resolve

@@ -15,7 +15,13 @@ import torch
 from torch import nn
 
 from genaug.methods.precision import (  # noqa: F401  (re-exported: the editors' precision helpers)
-    PRECISIONS, autocast, dtype_name, encoder_uses_tf32, exact_fp32, resolve_precision, tf32_convolutions,
+    PRECISIONS,
+    autocast,
+    dtype_name,
+    encoder_uses_tf32,
+    exact_fp32,
+    resolve_precision,
+    tf32_convolutions,
 )
 from genaug.seeding import generator, sample_seed
 
