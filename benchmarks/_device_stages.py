@@ -127,11 +127,15 @@ def time_stage(make, chunk: int, device: torch.device, min_seconds: float, max_r
 
 
 def sweep(stages: dict, chunks: list[int], device: torch.device, peaks: dict | None, min_seconds: float,
-          max_reps: int) -> list[dict]:
+          max_reps: int, deadline: float = float("inf")) -> list[dict]:
+    """Every stage at every chunk; rows past `deadline` (a perf_counter time) are skipped and say so."""
     rows = []
     for name, (precision, make) in stages.items():
         flops = count_flops(make)
         for chunk in chunks:
+            if time.perf_counter() > deadline:
+                rows.append({"stage": name, "chunk": chunk, "error": "skipped: time budget spent"})
+                continue
             try:
                 row = time_stage(make, chunk, device, min_seconds, max_reps)
             except torch.cuda.OutOfMemoryError:

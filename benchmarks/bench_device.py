@@ -46,6 +46,8 @@ def parse(argv):
     ap.add_argument("--workers", type=int, default=None, help="build --num-workers (CPU 0; CUDA min(16, cores - 1))")
     ap.add_argument("--min-seconds", type=float, default=None, help="timing per stage and chunk (CPU 0, CUDA 1.0)")
     ap.add_argument("--no-tests", action="store_true", help="skip the gpu-marked tests")
+    ap.add_argument("--budget-s", type=float, default=450.0,
+                    help="time budget: the chunk sweep stops at 40%% of it, the gpu tests run only if 210 s remain")
     ap.add_argument("--json-out", type=Path, default=None, help="JSON file (default benchmarks/results/device-<time>.json)")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md", help="markdown table to append to")
     return ap.parse_args(argv)
@@ -139,14 +141,17 @@ def main(argv=None) -> dict:
     for method, (preset, _) in presets.items():
         editor = make_editor(preset, device)
         table = stages.mask_stages(editor, device) if method == "mask" else stages.noise_stages(editor, device)
+        deadline = start + 0.4 * args.budget_s * (1 if method == "noise" else 0.75)
         rows += [{"method": method, **r} for r in stages.sweep(table, chunks, device, peaks, min_seconds,
-                                                               max_reps=2 if cpu_mode else 50)]
+                                                               max_reps=2 if cpu_mode else 50, deadline=deadline)]
         del editor
     facts["stages"] = rows
     facts["agreement"] = agreement(presets, device, 4 if cpu_mode else 16)
     with tempfile.TemporaryDirectory(prefix="genaug-bench-device-") as tmp:
         facts["end_to_end"] = end_to_end(presets, device, args, Path(tmp))
-    facts["gpu_tests"] = gpu_tests(device, args.no_tests)
+    left = args.budget_s - (time.perf_counter() - start)
+    facts["gpu_tests"] = gpu_tests(device, args.no_tests) if left > 210 or device.type != "cuda" else {
+        "run": False, "why": f"time budget: {left:.0f} s left of --budget-s {args.budget_s:.0f}"}
     facts["seconds"] = time.perf_counter() - start
     report(facts)
     write(facts, args)
