@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from genaug.build.pipeline import BuildConfig, run_build
 from genaug.methods.editing import random_init_seeded, time_editor
-from genaug.pipeline import BuildConfig, run_build
 from genaug.registry import REGISTRY, Preset
 from genaug.weights import status
 
@@ -101,7 +101,7 @@ def cpu_seconds_per_image(folder: Path, resolution: int, resample: str, count: i
     workers' `preprocess.prepare`) and the aug JPEG encode at quality 95 (the encode workers)."""
     import time
 
-    from genaug.preprocess import prepare
+    from genaug.build.preprocess import prepare
 
     datas = [p.read_bytes() for p in sorted(folder.glob("*.jpg"))[:count]]
     start = time.perf_counter()

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from genaug.devicedecode import decode_batch, split_jpegs
-from genaug.preprocess import prepare
+from genaug.build.devicedecode import decode_batch, split_jpegs
+from genaug.build.preprocess import prepare
 
 
 def _jpeg(width: int, height: int, seed: int, orientation: int = 1) -> bytes:

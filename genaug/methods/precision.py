@@ -8,7 +8,7 @@ from typing import Iterator
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "auto")  # EditorContext.precision values
+from genaug.registry import PRECISIONS
 
 
 def resolve_precision(precision: str, device: torch.device, sensitive: bool = False) -> torch.dtype | None:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import click
 
-from genaug.config import AUG_FORMATS, PRECISIONS, BuildConfig, ConfigError
-from genaug.pipeline import BuildError, run_build
-from genaug.registry import REGISTRY
+from genaug.errors import ConfigError
+from genaug.format import AUG_FORMATS
+from genaug.registry import PRECISIONS, REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,9 @@ def build(method, preset, data, out, batch_size, num_workers, device, precision,
 
     Rerunning the same command resumes: complete shards are kept and the rest is rebuilt.
     """
+    from genaug.build.config import BuildConfig  # here: the build imports torch, --help does not need it
+    from genaug.build.pipeline import BuildError, run_build
+
     ctx = click.get_current_context()
     config = BuildConfig(
         method=method, out=out, data=tuple(data) or None, preset=preset,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from genaug.preprocess import MIN_SIDE, centre_square, check_resample
+from genaug.build.preprocess import MIN_SIDE, centre_square, check_resample
 
 log = logging.getLogger(__name__)
 
