@@ -146,7 +146,7 @@ def _logs_above_bar(active: bool):
                    "(brace pattern; repeat for several). Default: $GENAUG_DATA, else the bundled sample photos.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--batch-size", default="auto", show_default=True, type=BatchSize(),
-              help="Images per editor call, or auto: the editor's compute chunk (8 on CPU, 40 on CUDA).")
+              help="Images per editor call, or auto: whole compute chunks (8 per CPU core, 40 on CUDA).")
 @click.option("--num-workers", default=min(4, os.cpu_count() or 1), show_default=True, type=int,
               help="Decode/encode worker processes (0: everything in-process).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
