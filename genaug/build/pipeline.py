@@ -222,6 +222,10 @@ class _Runner:
 
     def abort(self) -> None:
         self.finisher.close()  # shards already handed over finish (valid); those being filled are dropped
+        try:  # record the shards that finished meanwhile in the run files, as if they had finished inline
+            self._collect_finished(block=True)
+        except OSError as err:  # a second failure (e.g. the disk is still full) must not hide the first
+            log.warning("while stopping: a finished shard could not be recorded: %s", err)
         for shard in self.shards.values():
             shard.abort()
 
