@@ -19,8 +19,10 @@ def scan_tar(path: str) -> list[tuple[str, dict[str, Member]]]:
 
 
 def count_samples(path: str) -> int:
-    """Number of samples webdataset reads from the local tar at `path`."""
+    """Number of samples webdataset reads from the local tar at `path` (plain or compressed, as webdataset
+    streams both)."""
     try:
-        return len(scan_tar(path))
-    except tarfile.TarError as err:
+        with tarfile.open(path, "r:*") as tar:
+            return sum(1 for _ in group_members(((info.name, None) for info in tar if info.isfile()), lower=False))
+    except (tarfile.TarError, OSError, EOFError) as err:
         raise ValueError(f"shard {path!r} is not a readable tar ({err}); rebuild it or leave it out") from err
