@@ -1,7 +1,7 @@
 """Every fenced bash/python block of README.md and docs/*.md runs as written on the quickstart's output.
 
 One quickstart build per session (the README's own build command), then each block runs in a fresh
-temporary folder holding a copy of ``shards/`` and a link to ``examples/``: python blocks in-process
+temporary folder holding a copy of ``shards/`` and links to ``examples/`` and ``benchmarks/``: python blocks in-process
 (torch at one thread, see conftest.py), bash blocks with ``bash -euo pipefail``.
 
 A block that cannot run here (official weights, a GPU, ImageNet, network installs) is skipped only when
@@ -106,7 +106,8 @@ def quickstart(tmp_path_factory) -> Path:
 @pytest.fixture
 def workdir(quickstart, tmp_path, monkeypatch) -> Path:
     shutil.copytree(quickstart, tmp_path / "shards")
-    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    for folder in ("examples", "benchmarks"):  # commands in the docs run from the repository root
+        (tmp_path / folder).symlink_to(ROOT / folder)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PATH", os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
