@@ -373,3 +373,26 @@ def test_mask_model_checks_run_once_in_the_spec_with_the_presets_facts():
                           ({"class_token": "fixed:1000"}, "--class-token 'fixed:1000'")):
         with pytest.raises(ValueError, match=flag):
             spec.validate_options(options, preset)
+
+
+def test_mask_vqgan_is_channels_last_on_cuda_only():
+    cpu = _editor("maskgit-tiny", class_token="random")
+    assert cpu.describe()["vqgan_memory_format"] == "contiguous_format"
+    assert all(p.is_contiguous() for p in cpu.model.tokenizer.parameters())
+
+
+@pytest.mark.gpu
+def test_mask_vqgan_channels_last_on_cuda_gives_the_contiguous_features():
+    editor = _editor("maskgit-tiny", device="cuda", class_token="random")
+    assert editor.describe()["vqgan_memory_format"] == "channels_last"
+    conv = editor.model.tokenizer.encoder.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    x = _images(editor).cuda().float() / 255.0
+    with torch.no_grad(), mask_method.autocast(editor.device, None):
+        nhwc = editor.model.encode_features(x.contiguous(memory_format=torch.channels_last))
+        editor.model.tokenizer.to(memory_format=torch.contiguous_format)
+        nchw = editor.model.encode_features(x)
+    torch.testing.assert_close(nhwc, nchw, atol=1e-4, rtol=0)
+    result = _editor("maskgit-tiny", device="cuda", class_token="random").edit(
+        _images(editor).cuda(), SEEDS, _labels().cuda())
+    assert result.images.shape == (3, 3, 64, 64) and result.images.dtype == torch.uint8
