@@ -16,16 +16,16 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from imagefactory import jpeg_bytes, make_image_folder, make_imagenet_folder, make_wds_shards
 
-from genaug.testing import editors
 from genaug import limits
-from genaug.build.sources import base as sources
 from genaug.build.config import BuildConfig
-from genaug.inspect import inspect_shards
 from genaug.build.pipeline import run_build
+from genaug.build.sources import base as sources
 from genaug.build.sources import open_source
 from genaug.format import iter_tar_stream
-from imagefactory import jpeg_bytes, make_image_folder, make_imagenet_folder, make_wds_shards
+from genaug.inspect import inspect_shards
+from genaug.testing import editors
 
 pytestmark = pytest.mark.usefixtures("test_method")  # tests/conftest.py: editors registered for this module
 
@@ -222,10 +222,10 @@ def test_an_oversized_or_special_file_is_recorded_without_reading(tmp_path, monk
 
 
 def test_the_pixel_limit_is_the_decompression_bomb_limit():
+    from imagefactory import bomb_png_bytes
     from PIL import Image
 
     from genaug.build.preprocess import BadInput, open_image
-    from imagefactory import bomb_png_bytes
 
     assert limits.MAX_IMAGE_PIXELS == 2 * Image.MAX_IMAGE_PIXELS  # Pillow's DecompressionBombError threshold
     with pytest.raises(BadInput, match="decompression bomb refused"):

@@ -346,8 +346,9 @@ def test_grid_skips_the_unreadable_part_of_a_truncated_shard(tmp_path):
 
 @pytest.mark.parametrize("tile", [16, 24, 64])
 def test_grid_columns_are_labelled_and_long_captions_wrap_not_cut(tmp_path, tile):
-    from genaug.contact_sheet import CAPTION_H, LABEL_H, _wrap
     from PIL import ImageDraw, ImageFont
+
+    from genaug.contact_sheet import CAPTION_H, LABEL_H, _wrap
 
     paths = make_shards(tmp_path / "run", n_samples=3, shard_size=3)
     plain = write_contact_sheet(paths, tmp_path / "plain.png", n=3, tile=tile, captions=False)

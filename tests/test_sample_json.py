@@ -10,12 +10,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from imagefactory import jpeg_bytes, make_file_list, make_image_folder, make_imagenet_folder
 
-from genaug.testing import editors
 from genaug.build.config import BuildConfig
 from genaug.build.pipeline import run_build
 from genaug.build.sources.shards import META_MAX_BYTES
-from imagefactory import jpeg_bytes, make_file_list, make_image_folder, make_imagenet_folder
+from genaug.testing import editors
 
 pytestmark = pytest.mark.usefixtures("test_method")  # tests/conftest.py: editors registered for this module
 

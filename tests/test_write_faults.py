@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from imagefactory import make_image_folder
 
-from genaug.testing import editors
-from genaug.cli.main import main
 from genaug.build.config import BuildConfig
 from genaug.build.pipeline import BuildError, run_build
-from genaug.stopping import os_error_message
 from genaug.build.shard import ShardWriter
-from imagefactory import make_image_folder
+from genaug.cli.main import main
+from genaug.stopping import os_error_message
+from genaug.testing import editors
 
 pytestmark = pytest.mark.usefixtures("test_method")  # tests/conftest.py: editors registered for this module
 

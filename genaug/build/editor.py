@@ -11,8 +11,8 @@ import torch
 from msgpack.exceptions import UnpackException as _MsgpackError  # unpack errors that are no ValueError
 
 from genaug.build.config import BuildSettings, ConfigError
-from genaug.registry import EditorContext
 from genaug.checkpoint import reason as load_error_reason
+from genaug.registry import EditorContext
 
 log = logging.getLogger(__name__)
 
