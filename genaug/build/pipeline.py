@@ -366,8 +366,9 @@ def _run_shards(settings: BuildSettings, editor, progress: Progress | None, done
 def _mark_interrupted(settings: BuildSettings, editor, started_at: str) -> None:
     """On Ctrl-C or SIGTERM: manifest.json status "interrupted" (best effort: the disk may be the problem)."""
     try:
-        runfiles.writemanifest_document(settings.config.out, manifest_document(settings, editor, status="interrupted",
-                                                               started_at=started_at, stopped_at=utc_now()))
+        document = manifest_document(settings, editor, status="interrupted", started_at=started_at,
+                                     stopped_at=utc_now())
+        runfiles.write_manifest(settings.config.out, document)
     except OSError as err:
         log.warning("cannot mark manifest.json interrupted: %s", err)
 
