@@ -356,3 +356,26 @@ def test_each_mask_option_is_named_by_its_own_flag(options, flag, value):
     """--block-size 0 is named --block-size (it was named --blocks), before any model is built."""
     with pytest.raises(ValueError, match=rf"^{flag} {value}: must be >= 1$"):
         REGISTRY.method("mask").validate_options(options)
+
+
+def test_mask_vqgan_is_channels_last_on_cuda_only():
+    cpu = _editor("maskgit-tiny", class_token="random")
+    assert cpu.describe()["vqgan_memory_format"] == "contiguous_format"
+    assert all(p.is_contiguous() for p in cpu.model.tokenizer.parameters())
+
+
+@pytest.mark.gpu
+def test_mask_vqgan_channels_last_on_cuda_gives_the_contiguous_features():
+    editor = _editor("maskgit-tiny", device="cuda", class_token="random")
+    assert editor.describe()["vqgan_memory_format"] == "channels_last"
+    conv = editor.model.tokenizer.encoder.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    x = _images(editor).cuda().float() / 255.0
+    with torch.no_grad(), mask_method.autocast(editor.device, None):
+        nhwc = editor.model.encode_features(x.contiguous(memory_format=torch.channels_last))
+        editor.model.tokenizer.to(memory_format=torch.contiguous_format)
+        nchw = editor.model.encode_features(x)
+    torch.testing.assert_close(nhwc, nchw, atol=1e-4, rtol=0)
+    result = _editor("maskgit-tiny", device="cuda", class_token="random").edit(
+        _images(editor).cuda(), SEEDS, _labels().cuda())
+    assert result.images.shape == (3, 3, 64, 64) and result.images.dtype == torch.uint8

@@ -56,6 +56,8 @@ MASK = MaskMethodSpec(
         OptionSpec("blocks", int, 4, "blocks: number of square blocks masked"),
         OptionSpec("block_size", int, 6, "blocks: side of each block in tokens"),
         OptionSpec("outpaint_scale", float, 0.75, "outpaint: side of the shrunk image as a fraction of the input"),
+        OptionSpec("compile", bool, False, "torch.compile the transformer pass and the decode step (CUDA graphs for "
+                   "the transformer on CUDA); same tokens as eager (tested on CPU), slower start-up"),
         OptionSpec("composite", bool, False, "blend the decoded image into the input with the blurred token mask, "
                    "as the official editing demo (default: the whole decoded image, as the paper)"),
     ),
