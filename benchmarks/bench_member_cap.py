@@ -8,7 +8,8 @@ member is ``--size-mib`` MiB of zeros (the tar file is sparse, so it takes no di
 each in a fresh process: the build's input side (genaug.build.sources.open_source + read_item_bytes on every
 item, what the decode workers get) and genaug.inspect.inspect_shards (with --verify). Prints each
 process's peak RSS (ru_maxrss) for the plain and the huge tar, their ratio, and what was recorded for
-the huge member. Figures only; nothing is asserted.
+the huge member. Figures only; nothing is asserted. Modes: "build-input" (the reader alone), "build" (a whole
+`genaug build` with the random-weight maskgit-tiny preset in one process), "inspect".
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ if mode == "build-input":
             read_item_bytes(item)
         except BadInput as err:
             notes.append(str(err))
+elif mode == "build":  # the whole build in one process (--num-workers 0): torch, the tiny model, the shards
+    import os
+    import tempfile
+
+    from genaug.cli.main import main
+
+    out = os.path.join(tempfile.mkdtemp(), "out")
+    main(["build", "--method", "mask", "--preset", "maskgit-tiny", "--class-token", "random", "--data", path,
+          "--out", out, "--num-workers", "0", "--quiet"], standalone_mode=False)
+    with open(os.path.join(out, "errors.jsonl"), encoding="utf-8") as handle:
+        notes = [json.loads(line)["reason"] for line in handle if "limit" in line]
 else:
     notes = [p for p in inspect_shards([path], verify=True)["problems"] if "limit" in p]
 print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "notes": notes}))
@@ -91,7 +103,7 @@ def main() -> None:
         write_tar(huge, args.size_mib * 2**20)
         print(f"huge member: {args.size_mib} MiB (tar file {huge.stat().st_size / 2**20:.0f} MiB apparent, "
               f"{huge.stat().st_blocks * 512 / 2**20:.1f} MiB on disk)")
-        for mode in ("build-input", "inspect"):
+        for mode in ("build-input", "build", "inspect"):
             base, big = measure(mode, plain), measure(mode, huge)
             ratio = big["peak_rss_mib"] / base["peak_rss_mib"]
             print(f"{mode:12s} peak RSS: plain tar {base['peak_rss_mib']:.0f} MiB, with the huge member "

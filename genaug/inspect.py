@@ -36,7 +36,7 @@ from genaug.format import (
     iter_tar_stream,
     parse_shard_file,
 )
-from genaug.runcheck import Measured, check_run
+from genaug.runcheck import Measured, check_run, run_folders
 from genaug.runstatus import BuildStatus, read_build_status, unstarted_build
 
 log = logging.getLogger(__name__)
@@ -291,7 +291,7 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
     builds = _build_statuses({p.parent for p in shards} | {p for _, p in _expand(paths) if p.is_dir()})
     if verify:
         problems.extend(f"{b.folder}: {b.problem()}" for b in builds if not b.finished)
-        for folder in _run_folders(paths, shards):
+        for folder in run_folders({p for _, p in _expand(paths) if p.is_dir()}, shards):
             problems.extend(check_run(folder, measured.get(folder, {})))
     all_errors = [e for errors in run_errors.values() for e in errors]
     totals = {
@@ -308,14 +308,6 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
             "builds": [{"folder": str(b.folder), "status": b.status, "finished": b.finished,
                         "shards_done": b.shards_done, "shards_expected": b.shards_expected,
                         "summary": b.describe()} for b in builds]}
-
-
-def _run_folders(paths: Sequence[str], shards: list[Path]) -> list[Path]:
-    """Folders checked against their records: those given, and those of the shards given that hold a
-    manifest.json or index.json (genaug run folders)."""
-    given = {p for _, p in _expand(paths) if p.is_dir()}
-    parents = {p.parent for p in shards if (p.parent / "manifest.json").is_file() or (p.parent / "index.json").is_file()}
-    return sorted(given | parents)
 
 
 def _build_statuses(folders: set[Path]) -> list[BuildStatus]:

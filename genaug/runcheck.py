@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from pathlib import Path
 
-from genaug.runstatus import COMPLETE, MANIFEST
+from genaug.format import INDEX, MANIFEST, parse_shard_file, shard_name
+from genaug.runstatus import COMPLETE
 
-INDEX = "index.json"
-_STATS = re.compile(r"shard-(\d+)\.json")
 RECORD_FIELDS = ("filesize", "md5sum", "nsamples")
 
 
@@ -62,10 +60,9 @@ def _stats_files(folder: Path, problems: list[str]) -> dict[str, dict]:
     """The stats of every shard-XXXX.json in `folder`, by the name of its tar."""
     found = {}
     for path in sorted(folder.iterdir()):
-        match = _STATS.fullmatch(path.name)
-        if match:
-            stats = _load(path, problems)
-            found[f"shard-{match.group(1)}.tar"] = stats or {}
+        parsed = parse_shard_file(path.name)
+        if parsed is not None and parsed[1] == "json":
+            found[shard_name(parsed[0])] = _load(path, problems) or {}
     return found
 
 
@@ -126,3 +123,10 @@ def _check_counts(folder: Path, manifest: dict, stats: dict[str, dict], problems
         if isinstance(recorded, int) and recorded != actual:
             problems.append(f"{folder / MANIFEST}: counts.{name} is {recorded} but the stats files give {actual}")
 
+
+
+def run_folders(given: set[Path], shards: list[Path]) -> list[Path]:
+    """Folders to check against their records: the folders `given`, and those of the `shards` that hold a
+    manifest.json or index.json (genaug run folders)."""
+    parents = {p.parent for p in shards if (p.parent / MANIFEST).is_file() or (p.parent / INDEX).is_file()}
+    return sorted(set(given) | parents)

@@ -28,13 +28,13 @@ from genaug.build.batches import (
     model_input,
     run_info,
 )
-from genaug.build.config import BuildConfig, BuildSettings, ConfigError, create_out_dir, resolve, versions
+from genaug.build.config import BuildConfig, BuildSettings, ConfigError, create_out_dir, resolve
 from genaug.build.editor import make_editor
 from genaug.build.finisher import ShardFinisher
+from genaug.build.manifest import manifest_document, shard_facts, timing, utc_now
 from genaug.build.probe import probe_batch1_ms, probe_plan
 from genaug.build.shard import ShardRun
 from genaug.build.workers import decode_batch, encode_batch, make_executor
-from genaug.device import device_name
 from genaug.methods.editing import AUTO_BATCH, auto_batch_size
 from genaug.stopping import Terminated, os_error_message
 
@@ -247,55 +247,6 @@ class _Runner:
             log.warning("cannot update errors.jsonl and index.json in %s: %s", self.config.out, err)
 
 
-def shard_facts(settings: BuildSettings) -> dict:
-    """The run's fields copied into every shard's stats file."""
-    return {
-        "config_fingerprint": settings.fingerprint,
-        "batch_size": settings.config.batch_size,
-        "num_workers": settings.config.num_workers,
-        "device": str(settings.device),
-        "device_name": device_name(settings.device),
-    }
-
-
-def _utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _timing(settings: BuildSettings, batch1_ms: float, stats: list[dict]) -> dict:
-    model_s = sum(s["timings_s"]["model"] for s in stats)
-    samples = sum(s["nsamples"] for s in stats)
-    return {
-        "batch1_ms_per_image": round(batch1_ms, 3),
-        "batch_ms_per_image": round(1000.0 * model_s / samples, 3) if samples else None,
-        "batch_size": settings.config.batch_size,
-        "device": str(settings.device),
-        "device_name": device_name(settings.device),
-    }
-
-
-def _manifest(settings: BuildSettings, editor, **extra) -> dict:
-    config = settings.config
-    recorded = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-    recorded.update(out=str(config.out), weights=None if config.weights is None else str(config.weights),
-                    data=None if config.data is None else list(config.data), scores=list(config.scores),
-                    options=dict(settings.options), device=str(settings.device))
-    recorded.pop("command")
-    source = settings.source
-    return {
-        "command": list(config.command),
-        "config": recorded,
-        "config_fingerprint": settings.fingerprint,
-        "fingerprint_inputs": settings.fingerprint_inputs,
-        "versions": versions(),
-        "weights_sha256": dict(sorted(settings.weights_sha256.items())),
-        "weights": {name: str(path) for name, path in sorted(settings.weights.items())},
-        "source": {"kind": source.kind, "description": source.description, "labelled": bool(source.labelled)},
-        "editor": editor.describe(),
-        **extra,
-    }
-
-
 def count_inputs_in_background(source, limit: int | None, progress: Progress) -> threading.Thread | None:
     """Count the inputs in a thread and hand the total to ``progress.set_total`` (for an ETA).
     Shard sources are not counted: that would read every image twice."""
@@ -326,7 +277,7 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildSum
     (a full disk, an unreadable --out) stops it; KeyboardInterrupt / genaug.stopping.Terminated pass
     through after the manifest is marked interrupted.
     """
-    start, started_at = time.perf_counter(), _utc_now()
+    start, started_at = time.perf_counter(), utc_now()
     settings = resolve(config)  # creates nothing
     out = settings.config.out
     try:
@@ -374,7 +325,7 @@ def _build(settings: BuildSettings, editor, start: float, started_at: str,
         if done:
             log.info("%d shard(s) already complete in %s; skipping them", len(done), out)
         batch1_ms = probe_batch1_ms(editor, settings.device, settings.config.seed, **probe_plan(settings.device))
-        runfiles.write_manifest(out, _manifest(settings, editor, status="running", started_at=started_at))
+        runfiles.write_manifest(out, manifest_document(settings, editor, status="running", started_at=started_at))
         manifest_written = True
         runner = _run_shards(settings, editor, progress, done)
         return _finish(settings, editor, start, started_at, batch1_ms, runner, len(done))
@@ -416,8 +367,9 @@ def _run_shards(settings: BuildSettings, editor, progress: Progress | None, done
 def _mark_interrupted(settings: BuildSettings, editor, started_at: str) -> None:
     """On Ctrl-C or SIGTERM: manifest.json status "interrupted" (best effort: the disk may be the problem)."""
     try:
-        runfiles.write_manifest(settings.config.out, _manifest(settings, editor, status="interrupted",
-                                                               started_at=started_at, stopped_at=_utc_now()))
+        document = manifest_document(settings, editor, status="interrupted", started_at=started_at,
+                                     stopped_at=utc_now())
+        runfiles.write_manifest(settings.config.out, document)
     except OSError as err:
         log.warning("cannot mark manifest.json interrupted: %s", err)
 
@@ -436,9 +388,9 @@ def _finish(settings: BuildSettings, editor, start: float, started_at: str, batc
         "shards_resumed": resumed,
         "empty_shards": sum(1 for s in stats if int(s["nsamples"]) == 0),
     }
-    runfiles.write_manifest(out, _manifest(
-        settings, editor, status="complete", started_at=started_at, finished_at=_utc_now(),
-        wall_time_s=round(wall, 3), counts=counts, timing=_timing(settings, batch1_ms, stats),
+    runfiles.write_manifest(out, manifest_document(
+        settings, editor, status="complete", started_at=started_at, finished_at=utc_now(),
+        wall_time_s=round(wall, 3), counts=counts, timing=timing(settings, batch1_ms, stats),
     ))
     summary = BuildSummary(out=out, wall_s=wall, images_per_s=runner.inputs / wall if wall > 0 else 0.0, **counts)
     log.info("build finished in %.1f s: %d pairs, %d inputs skipped, %d shards (%d resumed, %d empty) in %s",

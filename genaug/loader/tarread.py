@@ -21,13 +21,10 @@ from typing import Iterator
 import webdataset as wds
 
 from genaug.format import group_members, split_member
+from genaug.limits import MAX_MEMBER_BYTES  # the cap shared with the build and inspect (re-exported)
 from genaug.loader.plan import Segment
 
 log = logging.getLogger(__name__)
-
-# The one place the loader's per-member cap is defined: far above any real image (a 50-megapixel
-# camera JPEG is 20-30 MB), far below what would exhaust a worker's memory.
-MAX_MEMBER_BYTES = 256 * 1024 * 1024
 
 
 class ShardMismatchError(ValueError):
