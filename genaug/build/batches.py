@@ -140,11 +140,17 @@ def compute_sample_scores(names, real: torch.Tensor, aug: torch.Tensor) -> list[
 def edit_batch(editor, good: list, settings: BuildSettings, shard: ShardRun) -> EditedBatch:
     """Run the editor on the decoded inputs `good` (all valid); raise EditorError on failure."""
     config = settings.config
-    images = np.stack([d.prepared.image for d in good])  # (B, R, R, 3) uint8
     seeds = [sample_seed(config.seed, d.item.key) for d in good]
     labels = editor_labels([d.item for d in good])
     start = time.perf_counter()
-    batch = _to_device(images, settings.device)
+    if all(isinstance(d.prepared.image, np.ndarray) for d in good):  # the PIL path
+        images = np.stack([d.prepared.image for d in good])  # (B, R, R, 3) uint8
+        batch = _to_device(images, settings.device)
+    else:  # some were decoded on the device (--decode-device, devicedecode.py)
+        from genaug.build.devicedecode import batch_images
+
+        batch = batch_images([d.prepared for d in good], settings.device)
+        images = batch.permute(0, 2, 3, 1).cpu().numpy() if config.scores else None
     try:
         with torch.inference_mode():
             result = editor.edit(batch, seeds, labels.to(settings.device))

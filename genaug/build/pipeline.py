@@ -29,6 +29,7 @@ from genaug.build.batches import (
     run_info,
 )
 from genaug.build.config import BuildConfig, BuildSettings, ConfigError, create_out_dir, resolve, versions
+from genaug.build.devicedecode import decode_on_device
 from genaug.build.editor import make_editor
 from genaug.build.finisher import ShardFinisher
 from genaug.build.probe import probe_batch1_ms, probe_plan
@@ -149,7 +150,8 @@ class _Runner:
                     return
                 future = None
                 if isinstance(event, _Batch):
-                    future = self.pool.submit(decode_batch, event.items, self.input.resolution, self.input.resample)
+                    future = self.pool.submit(decode_batch, event.items, self.input.resolution, self.input.resample,
+                                              self.settings.decode_device is not None)
                     in_flight += 1
                 queue.append((event, future))
 
@@ -163,6 +165,11 @@ class _Runner:
             else:
                 decoded, seconds = future.result()
                 shard.timings["read_decode"] += seconds
+                if self.settings.decode_device is not None:  # the JPEGs the workers left undecoded
+                    start = time.perf_counter()
+                    decoded = decode_on_device(decoded, self.input.resolution, self.input.resample,
+                                               self.settings.decode_device)
+                    shard.timings["read_decode"] += time.perf_counter() - start
                 self._edit(shard, decoded)
         self._collect_finished(block=True)
         self.finisher.close()
@@ -292,8 +299,17 @@ def _manifest(settings: BuildSettings, editor, **extra) -> dict:
         "weights": {name: str(path) for name, path in sorted(settings.weights.items())},
         "source": {"kind": source.kind, "description": source.description, "labelled": bool(source.labelled)},
         "editor": editor.describe(),
+        "input_decode": _input_decode(settings),
         **extra,
     }
+
+
+def _input_decode(settings: BuildSettings) -> str:
+    """How the inputs were decoded, for manifest.json."""
+    if settings.decode_device is None:
+        return "PIL in the decode workers"
+    return (f"torchvision.io.decode_jpeg on {settings.decode_device} for complete RGB JPEGs, "
+            f"PIL in the decode workers for every other input")
 
 
 def count_inputs_in_background(source, limit: int | None, progress: Progress) -> threading.Thread | None:
