@@ -210,7 +210,7 @@ def resolve(config: BuildConfig) -> BuildSettings:
     try:
         method = REGISTRY.method(config.method)
         preset = REGISTRY.preset(config.preset or method.default_preset, method=config.method)
-        options = method.validate_options(config.options)
+        options = method.validate_options(config.options, preset)  # the one check, before any work
     except ValueError as err:
         raise ConfigError(str(err)) from err
     config = dataclasses.replace(config, preset=preset.name, scores=check_scores(config.scores))

@@ -1,7 +1,7 @@
 """JPEG decode, centre crop and resize on a torch device (`torchvision.io.decode_jpeg`, batched on CUDA):
 the fast path of an optional device-side input stage, beside the PIL path of `preprocess.prepare`.
 
-Same geometry as the PIL path: EXIF orientation applied, the crop box from `preprocess.centre_square`
+Same geometry as the PIL path: EXIF orientation applied, the crop box from `geometry.centre_square`
 of the upright image, crop first, then an antialiased bicubic/bilinear resize of the square alone
 (`torch.nn.functional.interpolate(..., antialias=True)` on float, rounded to uint8). The pixels are
 close to, not equal to, PIL's (different resampling arithmetic; `benchmarks`/docs give the measured
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from genaug.build.preprocess import MIN_SIDE, BadInput, centre_square, check_resample, prepare
+from genaug.build.preprocess import MIN_SIDE, BadInput, check_resample, prepare
+from genaug.geometry import centre_square
 
 log = logging.getLogger(__name__)
 

@@ -26,29 +26,13 @@ from genaug.methods.editing import (
     stream_seed,
     to_uint8,
 )
-from genaug.methods.specs import ClassToken, check_option_values, requires_labels
+from genaug.methods.specs import ClassToken, requires_labels
 from genaug.registry import CONVERTED_NAME, Editor, EditorContext, EditResult, Preset
 from genaug.sampling.maskgit_decode import parallel_decode
 
 log = logging.getLogger(__name__)
 
 _TINY_SEED = 0  # weights seed of the random-init maskgit-tiny preset
-
-
-
-def validate_options(options: Mapping[str, Any], grid: int, num_classes: int) -> ClassToken:
-    """All checks, including those against the model's token grid and class count."""
-    check_option_values(options)
-    pattern = options["mask"]
-    if pattern == "ring":
-        patterns.ring_mask(grid, options["ring_width"])
-    elif pattern == "random":
-        patterns.random_mask(grid, options["mask_ratio"], torch.Generator().manual_seed(0))
-    elif pattern == "blocks":
-        patterns.block_mask(grid, options["blocks"], options["block_size"], torch.Generator().manual_seed(0))
-    else:
-        patterns.outpaint_tokens(grid, options["outpaint_scale"])
-    return ClassToken.parse(str(options["class_token"]), num_classes)
 
 
 class MaskEditor(BuiltinSettings, Editor):
@@ -73,7 +57,8 @@ class MaskEditor(BuiltinSettings, Editor):
         self.grid = cfg.latent_size
         self.codebook_size = cfg.codebook_size
         self.num_classes = cfg.num_classes
-        self.class_token = validate_options(self.options, self.grid, self.num_classes)
+        # options come validated by MASK.validate_options(options, preset), the one home of their rules
+        self.class_token = ClassToken.parse(str(self.options["class_token"]), self.num_classes)
         self.requires_labels = requires_labels(self.options)
         self._compiled = compiled_decode_fns(self.model, device) if self.options["compile"] else None
         if self._compiled is not None:
@@ -228,7 +213,6 @@ def official_builder(config: Mapping[str, Any] | None = None):
         from genaug.models.maskgit import MaskGIT
 
         cfg = _config(config)
-        validate_options(ctx.options, cfg.latent_size, cfg.num_classes)  # before loading 900 MB
         if CONVERTED_NAME in ctx.weights:
             model = MaskGIT.from_torch(ctx.weights[CONVERTED_NAME], cfg)
         else:
@@ -243,7 +227,6 @@ def build_tiny(ctx: EditorContext) -> MaskEditor:
 
     log.warning(RANDOM_INIT_WARNING, ctx.preset.name, "maskgit-imagenet256")
     cfg = MaskGITConfig.tiny()
-    validate_options(ctx.options, cfg.latent_size, cfg.num_classes)
     model = random_init_seeded(lambda: MaskGIT(cfg), _TINY_SEED)
     return MaskEditor(model, ctx.preset, ctx.device, ctx.precision, ctx.options)
 
