@@ -215,12 +215,12 @@ def resolve(config: BuildConfig) -> BuildSettings:
         raise ConfigError(str(err)) from err
     config = dataclasses.replace(config, preset=preset.name, scores=check_scores(config.scores))
     device = resolve_device(config.device)
+    decode_device = resolve_decode_device(config.decode_device, device)
     source = _resolve_data(config.data)
     check_label_options(method, options, source, config.options)
     out = check_out_dir(config.out)
     config = dataclasses.replace(config, out=out)
     weights, sha = _resolve_weights(preset, config.weights)
-    decode_device = resolve_decode_device(config.decode_device, device)
     inputs = fingerprint_inputs(config, method, options, _data_identity(config.data, source), sha, device.type)
     if decode_device is not None:  # other pixels than PIL's; absent for the PIL path, so old runs keep theirs
         inputs["input_decode"] = f"torchvision-{decode_device.type}"

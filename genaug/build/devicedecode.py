@@ -132,5 +132,5 @@ def _pil_path(decoded, resolution: int, resample: str):
 def batch_images(prepared: list, device: torch.device) -> torch.Tensor:
     """(B, 3, R, R) uint8 on `device` from Prepared images of both paths: device tensors (3, R, R) and
     PIL-path arrays (R, R, 3), in order."""
-    return torch.stack([p.image if isinstance(p.image, torch.Tensor)
-                        else torch.from_numpy(p.image).permute(2, 0, 1).to(device) for p in prepared])
+    return torch.stack([(p.image if isinstance(p.image, torch.Tensor)
+                         else torch.from_numpy(p.image).permute(2, 0, 1)).to(device) for p in prepared])
