@@ -87,6 +87,7 @@ BAD_ARGS = [
     (["--method", "test", "--num-workers", "-1"], "--num-workers -1"),
     (["--method", "test", "--shard-size", "0"], "--shard-size 0"),
     (["--method", "test", "--device", "tpu"], "--device 'tpu'"),
+    (["--method", "test", "--decode-device", "gpu"], "'gpu' is not one of 'cpu', 'cuda', 'auto'"),
     (["--method", "test", "--scores", "lpips"], "--scores lpips"),
     (["--method", "test", "--num-iter", "3"], "option(s) of method ['mask']"),
     (["--method", "test", "--amplitude", "loud"], "'loud' is not a valid integer"),

@@ -10,6 +10,7 @@ import torch
 from imagefactory import make_imagenet_folder, make_wds_shards
 from PIL import Image
 
+from genaug.build import batches, pipeline
 from genaug.build.pipeline import BuildConfig, BuildError, count_inputs_in_background, iter_batches, run_build
 from genaug.build.preprocess import prepare
 from genaug.build.sources import SourceItem, open_source
@@ -91,6 +92,21 @@ def test_same_settings_give_identical_bytes(folder, baseline, tmp_path):
     assert editors.output_bytes(tmp_path / "again") == editors.output_bytes(baseline[0])
     run_build(_config(folder, tmp_path / "seed8", seed=8))
     assert editors.output_bytes(tmp_path / "seed8")["shard-0000.tar"] != editors.output_bytes(baseline[0])["shard-0000.tar"]
+
+
+@pytest.mark.parametrize("lag", [0, 3])
+def test_waiting_for_the_editor_later_gives_the_same_bytes(folder, baseline, tmp_path, monkeypatch, lag):
+    """The build waits for a batch's output one batch later (_Runner.edit_lag 1, the baseline); waiting at once
+    (0, as before) or after more batches than a shard holds (3) writes the same shards, errors and index."""
+    monkeypatch.setattr(pipeline._Runner, "edit_lag", lag)
+    run_build(_config(folder, tmp_path))
+    assert editors.output_bytes(tmp_path) == editors.output_bytes(baseline[0])
+
+
+def test_the_host_copy_of_a_cpu_edit_is_the_output_itself():
+    images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    host, copied = batches._copy_to_host(images)
+    assert host is images and copied is None
 
 
 @pytest.mark.slow
@@ -217,6 +233,21 @@ def test_config_is_frozen():
     config = BuildConfig(method="test", out="x")
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.seed = 3
+
+
+@pytest.mark.gpu
+def test_cuda_host_copy_is_pinned_non_blocking_and_waiting_later_keeps_bytes(folder, tmp_path, monkeypatch):
+    images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, device="cuda")
+    host, copied = batches._copy_to_host(images)
+    assert host.is_pinned() and isinstance(copied, torch.cuda.Event)
+    copied.synchronize()
+    assert torch.equal(host, images.cpu())
+    common = dict(method="mask", preset="maskgit-tiny", options={}, device="cuda", precision="fp32", limit=8,
+                  batch_size=2)
+    run_build(_config(folder, tmp_path / "lag1", **common))
+    monkeypatch.setattr(pipeline._Runner, "edit_lag", 0)
+    run_build(_config(folder, tmp_path / "lag0", **common))
+    assert editors.output_bytes(tmp_path / "lag1") == editors.output_bytes(tmp_path / "lag0")
 
 
 @pytest.mark.gpu

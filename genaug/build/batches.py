@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -137,18 +139,26 @@ def compute_sample_scores(names, real: torch.Tensor, aug: torch.Tensor) -> list[
     return [{name: float(values[name][i]) for name in names} for i in range(real.shape[0])]
 
 
-def edit_batch(editor, good: list, settings: BuildSettings, shard: ShardRun) -> EditedBatch:
-    """Run the editor on the decoded inputs `good` (all valid); raise EditorError on failure."""
-    config = settings.config
-    images = np.stack([d.prepared.image for d in good])  # (B, R, R, 3) uint8
-    seeds = [sample_seed(config.seed, d.item.key) for d in good]
-    labels = editor_labels([d.item for d in good])
-    start = time.perf_counter()
-    batch = _to_device(images, settings.device)
+@dataclasses.dataclass
+class EditInFlight:
+    """A batch the editor has been handed (start_edit) whose output may still be on its way to the host."""
+
+    good: list  # the decoded inputs, in order
+    seeds: list[int]  # their per-sample seeds
+    images: np.ndarray | None  # (B, R, R, 3) uint8 model inputs, kept for --scores
+    result: Any  # the EditResult: its params are read only in finish_edit
+    host: torch.Tensor  # (B, 3, H, W) uint8 on the host; on CUDA pinned, filled by a non-blocking copy
+    copied: Any  # torch.cuda.Event recorded after that copy; None on the CPU (nothing to wait for)
+    seconds: float  # model time spent so far
+
+
+@contextlib.contextmanager
+def _editor_errors(settings: BuildSettings, shard: ShardRun, good: list):
+    """Turn an exception of the editor (also one CUDA reports later, at the copy or the wait) into EditorError."""
     try:
-        with torch.inference_mode():
-            result = editor.edit(batch, seeds, labels.to(settings.device))
-            aug = result.images.to("cpu")  # (B, 3, H, W) uint8; waits for the device
+        yield
+    except EditorError:
+        raise
     except (RuntimeError, ValueError, TypeError, IndexError) as err:
         keys = [d.item.key for d in good]
         hint = "; try a smaller --batch-size" if isinstance(err, torch.cuda.OutOfMemoryError) else ""
@@ -156,19 +166,68 @@ def edit_batch(editor, good: list, settings: BuildSettings, shard: ShardRun) -> 
             f"editor {settings.preset.name!r} failed on a batch of shard {shard.index} "
             f"(keys {keys[0]}..{keys[-1]}): {type(err).__name__}: {err}{hint}"
         ) from err
-    _check_result(result, len(good), settings.preset.name)
-    shard.timings["model"] += time.perf_counter() - start
+
+
+def _copy_to_host(images: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """(host tensor, CUDA event of the copy or None): on CUDA a non-blocking copy into pinned memory that
+    is complete once the event has happened; elsewhere the tensor itself (already on the host)."""
+    if images.device.type != "cuda":
+        return images.to("cpu"), None
+    host = torch.empty(images.shape, dtype=images.dtype, pin_memory=True)
+    host.copy_(images, non_blocking=True)
+    copied = torch.cuda.Event()
+    copied.record()
+    return host, copied
+
+
+def start_edit(editor, good: list, settings: BuildSettings, shard: ShardRun) -> EditInFlight:
+    """Hand the decoded inputs `good` (all valid) to the editor and start the copy of its output to the
+    host without waiting for the device; finish_edit completes it. Raises EditorError."""
+    config = settings.config
+    seeds = [sample_seed(config.seed, d.item.key) for d in good]
+    labels = editor_labels([d.item for d in good])
+    start = time.perf_counter()
+    if all(isinstance(d.prepared.image, np.ndarray) for d in good):  # the PIL path
+        images = np.stack([d.prepared.image for d in good])  # (B, R, R, 3) uint8
+        batch = _to_device(images, settings.device)
+    else:  # some were decoded on the device (--decode-device, devicedecode.py)
+        from genaug.build.devicedecode import batch_images
+
+        batch = batch_images([d.prepared for d in good], settings.device)
+        images = batch.permute(0, 2, 3, 1).cpu().numpy() if config.scores else None
+    with _editor_errors(settings, shard, good), torch.inference_mode():
+        result = editor.edit(batch, seeds, labels.to(settings.device))
+        _check_result(result, len(good), settings.preset.name)  # shapes and counts: no wait for the device
+        host, copied = _copy_to_host(result.images)
+    return EditInFlight(good, seeds, images, result, host, copied, time.perf_counter() - start)
+
+
+def finish_edit(flight: EditInFlight, settings: BuildSettings, shard: ShardRun) -> EditedBatch:
+    """Wait for the host copy of `flight` (on CUDA; nothing to wait for on the CPU), then score and pair up
+    its samples with their edit parameters. Raises EditorError."""
+    config, good = settings.config, flight.good
+    start = time.perf_counter()
+    if flight.copied is not None:
+        with _editor_errors(settings, shard, good):
+            flight.copied.synchronize()
+    shard.timings["model"] += flight.seconds + time.perf_counter() - start
+    aug = flight.host  # (B, 3, H, W) uint8
     scores = [{} for _ in good]
     if config.scores:
         start = time.perf_counter()
-        real = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+        real = torch.from_numpy(flight.images).permute(0, 3, 1, 2).contiguous()
         scores = compute_sample_scores(config.scores, real, aug)
         shard.timings["scores"] = shard.timings.get("scores", 0.0) + time.perf_counter() - start
     samples = [
         Sample(item=d.item, prepared=d.prepared, seed=s, params=p, scores=sc)
-        for d, s, p, sc in zip(good, seeds, result.params, scores)
+        for d, s, p, sc in zip(good, flight.seeds, flight.result.params, scores)
     ]
     return EditedBatch(samples=samples, aug=aug.numpy())
+
+
+def edit_batch(editor, good: list, settings: BuildSettings, shard: ShardRun) -> EditedBatch:
+    """Run the editor on the decoded inputs `good` (all valid) and wait for its output; raise EditorError."""
+    return finish_edit(start_edit(editor, good, settings, shard), settings, shard)
 
 
 def sample_json(sample: Sample, info: dict) -> dict:

@@ -39,6 +39,7 @@ class BuildConfig:
     num_workers: int = 2  # decode/encode worker processes; 0 = all in-process (not output-affecting)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" (not output-affecting)
     precision: str = "auto"  # "auto" | "fp32" | "bf16", handed to the editor
+    decode_device: str = "cpu"  # JPEG decode: "cpu" (PIL) | "cuda" | "auto" (see resolve_decode_device)
     limit: int | None = None  # process only the first `limit` inputs
     seed: int = 0  # run seed; per-sample seed = sample_seed(seed, key)
     shard_size: int = 1000  # inputs per shard: input chunk i -> shard-{i:04d}.tar
@@ -65,6 +66,7 @@ class BuildSettings:
     fingerprint_inputs: dict  # the output-affecting settings
     fingerprint: str  # sha256 of fingerprint_inputs
     label_options: tuple[str, ...] = ()  # options set to "label": samples without a usable class are skipped
+    decode_device: torch.device | None = None  # where JPEGs are decoded (devicedecode.py); None: PIL in workers
 
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
@@ -213,17 +215,42 @@ def resolve(config: BuildConfig) -> BuildSettings:
         raise ConfigError(str(err)) from err
     config = dataclasses.replace(config, preset=preset.name, scores=check_scores(config.scores))
     device = resolve_device(config.device)
+    decode_device = resolve_decode_device(config.decode_device, device)
     source = _resolve_data(config.data)
     check_label_options(method, options, source, config.options)
     out = check_out_dir(config.out)
     config = dataclasses.replace(config, out=out)
     weights, sha = _resolve_weights(preset, config.weights)
     inputs = fingerprint_inputs(config, method, options, _data_identity(config.data, source), sha, device.type)
+    if decode_device is not None:  # other pixels than PIL's; absent for the PIL path, so old runs keep theirs
+        inputs["input_decode"] = f"torchvision-{decode_device.type}"
     return BuildSettings(
         config=config, method=method, preset=preset, options=options, device=device, source=source,
         weights=weights, weights_sha256=sha, fingerprint_inputs=inputs, fingerprint=fingerprint_of(inputs),
-        label_options=tuple(method.label_options(options)),
+        label_options=tuple(method.label_options(options)), decode_device=decode_device,
     )
+
+
+DECODE_DEVICES = ("cpu", "cuda", "auto")  # --decode-device choices
+LIBRARY_DECODE_DEVICES = ("torchvision-cpu",)  # BuildConfig only: the device path on the CPU (tests)
+AUTO_DECODE_MAX_CORES_PER_GPU = 16  # auto decodes on the GPU below this many CPU cores per GPU
+
+
+def resolve_decode_device(choice: str, device: torch.device) -> torch.device | None:
+    """Where the build decodes JPEGs: None for PIL in the workers ("cpu"), else the torch device of
+    devicedecode.py. "cuda" needs a CUDA build --device; "auto" picks it on a CUDA build with fewer than
+    AUTO_DECODE_MAX_CORES_PER_GPU CPU cores per visible GPU (PIL then cannot keep up, benchmarks/bench_device.py)."""
+    if choice not in DECODE_DEVICES + LIBRARY_DECODE_DEVICES:
+        raise ConfigError(f"--decode-device {choice!r}: choose one of {list(DECODE_DEVICES)}")
+    if choice == "torchvision-cpu":
+        return torch.device("cpu")
+    if choice == "cuda" and device.type != "cuda":
+        why = "CUDA is not available" if not torch.cuda.is_available() else f"the build runs on --device {device}"
+        raise ConfigError(f"--decode-device cuda: {why}; use --decode-device cpu (PIL), or a CUDA --device")
+    if choice == "auto":
+        cores_per_gpu = (os.cpu_count() or 1) / max(1, torch.cuda.device_count())
+        choice = "cuda" if device.type == "cuda" and cores_per_gpu < AUTO_DECODE_MAX_CORES_PER_GPU else "cpu"
+    return device if choice == "cuda" else None
 
 
 def versions() -> dict:

@@ -1,7 +1,7 @@
 """JPEG decode, centre crop and resize on a torch device (`torchvision.io.decode_jpeg`, batched on CUDA):
 the fast path of an optional device-side input stage, beside the PIL path of `preprocess.prepare`.
 
-Same geometry as the PIL path: EXIF orientation applied, the crop box from `preprocess.centre_square`
+Same geometry as the PIL path: EXIF orientation applied, the crop box from `geometry.centre_square`
 of the upright image, crop first, then an antialiased bicubic/bilinear resize of the square alone
 (`torch.nn.functional.interpolate(..., antialias=True)` on float, rounded to uint8). The pixels are
 close to, not equal to, PIL's (different resampling arithmetic; `benchmarks`/docs give the measured
@@ -13,13 +13,16 @@ input (PNG, grayscale or CMYK JPEG, damaged data) to the PIL path, which records
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from genaug.build.preprocess import MIN_SIDE, centre_square, check_resample
+from genaug.build.preprocess import MIN_SIDE, BadInput, check_resample, prepare
+from genaug.geometry import centre_square
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,9 @@ def decode_batch(datas: list[bytes], resolution: int, resample: str, device: tor
 def torchvision_decode(raw: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    out = decode_jpeg(raw, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
+    with warnings.catch_warnings():  # torchvision 0.29 deprecates its codecs (docs/build.md), once per process
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision")
+        out = decode_jpeg(raw, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
     return list(out)
 
 
@@ -85,3 +90,47 @@ def crop_resize(image: torch.Tensor, box: tuple[int, int, int, int], resolution:
         square = F.interpolate(square, size=(resolution, resolution), mode=resample, align_corners=False,
                                antialias=True)
     return square.round_().clamp_(0, 255).to(torch.uint8)[0]
+
+
+def decode_on_device(decoded: list, resolution: int, resample: str, device: torch.device) -> list:
+    """Finish a batch of workers.Decoded: the inputs the workers left undecoded (preprocess.jpeg_header,
+    ``prepared.image`` None) are decoded in one decode_batch call on `device`; their image becomes a
+    (3, R, R) uint8 tensor there. When the batched call fails, or an image's decoded geometry is not the
+    one its header gave, that input takes the PIL path (preprocess.prepare) alone, which records a bad
+    input exactly as a build without the device path does."""
+    waiting = [i for i, d in enumerate(decoded) if d.prepared is not None and d.prepared.image is None]
+    if not waiting:
+        return decoded
+    out = list(decoded)
+    datas = [decoded[i].prepared.real_bytes for i in waiting]
+    try:
+        batch = decode_batch(datas, resolution, resample, device)
+    except ValueError as err:
+        log.info("device decode of %d JPEGs failed (%s); decoding them one by one with PIL", len(datas), err)
+        batch = None
+    for j, i in enumerate(waiting):
+        prepared = decoded[i].prepared
+        if batch is not None and _same_geometry(batch.metas[j], prepared.meta):
+            out[i] = dataclasses.replace(decoded[i], prepared=dataclasses.replace(prepared, image=batch.images[j]))
+        else:
+            out[i] = _pil_path(decoded[i], resolution, resample)
+    return out
+
+
+def _same_geometry(got: dict, header: dict) -> bool:
+    return got["orig_size"] == header["orig_size"] and got["crop_box"] == header["crop_box"]
+
+
+def _pil_path(decoded, resolution: int, resample: str):
+    try:
+        prepared = prepare(decoded.prepared.real_bytes, resolution, resample)
+    except BadInput as err:
+        return dataclasses.replace(decoded, prepared=None, reason=str(err) or type(err).__name__)
+    return dataclasses.replace(decoded, prepared=prepared)
+
+
+def batch_images(prepared: list, device: torch.device) -> torch.Tensor:
+    """(B, 3, R, R) uint8 on `device` from Prepared images of both paths: device tensors (3, R, R) and
+    PIL-path arrays (R, R, 3), in order."""
+    return torch.stack([(p.image if isinstance(p.image, torch.Tensor)
+                         else torch.from_numpy(p.image).permute(2, 0, 1)).to(device) for p in prepared])

@@ -57,5 +57,14 @@ def manifest_document(settings: BuildSettings, editor, **extra) -> dict:
         "weights": {name: str(path) for name, path in sorted(settings.weights.items())},
         "source": {"kind": source.kind, "description": source.description, "labelled": bool(source.labelled)},
         "editor": editor.describe(),
+        "input_decode": _input_decode(settings),
         **extra,
     }
+
+
+def _input_decode(settings: BuildSettings) -> str:
+    """How the inputs were decoded, for manifest.json."""
+    if settings.decode_device is None:
+        return "PIL in the decode workers"
+    return (f"torchvision.io.decode_jpeg on {settings.decode_device} for complete RGB JPEGs, "
+            f"PIL in the decode workers for every other input")

@@ -23,12 +23,14 @@ from genaug.build import runfiles
 from genaug.build.batches import (
     EditorError,
     class_problem,
-    edit_batch,
+    finish_edit,
     make_members,
     model_input,
     run_info,
+    start_edit,
 )
 from genaug.build.config import BuildConfig, BuildSettings, ConfigError, create_out_dir, resolve
+from genaug.build.devicedecode import decode_on_device
 from genaug.build.editor import make_editor
 from genaug.build.finisher import ShardFinisher
 from genaug.build.manifest import manifest_document, shard_facts, timing, utc_now
@@ -116,7 +118,12 @@ def iter_batches(items: Iterable, shard_size: int, batch_size: int, limit: int |
 
 
 class _Runner:
-    """The main loop: keeps decode and encode tasks in flight and writes finished batches in order."""
+    """The main loop: keeps decode and encode tasks in flight and writes finished batches in order. The
+    editor's output of a batch is waited for (and its params read) only after the next batch has been
+    handed to the editor (`edit_lag` batches later), so a CUDA device never idles on the host within a
+    shard; on the CPU the editor has finished when it returns, and the bytes are the same either way."""
+
+    edit_lag = 1  # batches handed to the editor before the oldest one is waited for (0: wait at once)
 
     def __init__(self, settings: BuildSettings, editor, pool: cf.Executor, progress: Progress | None):
         self.settings = settings
@@ -131,6 +138,7 @@ class _Runner:
         self.decode_window = 2 * workers + 1  # decoded batches in flight
         self.encode_window = workers + 1  # model outputs waiting for encode
         self.shards: dict[int, ShardRun] = {}
+        self.in_flight = collections.deque()  # (ShardRun, EditInFlight | None, n inputs): edited, not yet waited for
         self.pending = collections.deque()  # (ShardRun, EditedBatch | None, encode future | None, n inputs)
         self.stats: dict[int, dict] = {}  # shard index -> stats of every complete shard (small)
         self.inputs = 0
@@ -149,7 +157,8 @@ class _Runner:
                     return
                 future = None
                 if isinstance(event, _Batch):
-                    future = self.pool.submit(decode_batch, event.items, self.input.resolution, self.input.resample)
+                    future = self.pool.submit(decode_batch, event.items, self.input.resolution, self.input.resample,
+                                              self.settings.decode_device is not None)
                     in_flight += 1
                 queue.append((event, future))
 
@@ -163,6 +172,11 @@ class _Runner:
             else:
                 decoded, seconds = future.result()
                 shard.timings["read_decode"] += seconds
+                if self.settings.decode_device is not None:  # the JPEGs the workers left undecoded
+                    start = time.perf_counter()
+                    decoded = decode_on_device(decoded, self.input.resolution, self.input.resample,
+                                               self.settings.decode_device)
+                    shard.timings["read_decode"] += time.perf_counter() - start
                 self._edit(shard, decoded)
         self._collect_finished(block=True)
         self.finisher.close()
@@ -178,14 +192,27 @@ class _Runner:
         for bad in (d for d in decoded if d.prepared is None):
             shard.add_error(bad)
         good = [d for d in decoded if d.prepared is not None]
-        edited, future = None, None
+        flight = None
         if good:
             try:
-                edited = edit_batch(self.editor, good, self.settings, shard)
+                flight = start_edit(self.editor, good, self.settings, shard)
+            except EditorError as err:
+                raise BuildError(str(err)) from err
+        self.in_flight.append((shard, flight, len(decoded)))
+        while len(self.in_flight) > self.edit_lag:  # the device already has the next batch when we wait
+            self._complete_edit()
+
+    def _complete_edit(self) -> None:
+        """The oldest batch in flight: wait for its host copy, read its params, hand it to the encoders."""
+        shard, flight, ninputs = self.in_flight.popleft()
+        edited, future = None, None
+        if flight is not None:
+            try:
+                edited = finish_edit(flight, self.settings, shard)
             except EditorError as err:
                 raise BuildError(str(err)) from err
             future = self.pool.submit(encode_batch, edited.aug, self.config.aug_format, self.config.quality)
-        self.pending.append((shard, edited, future, len(decoded)))
+        self.pending.append((shard, edited, future, ninputs))
         while len(self.pending) > self.encode_window:
             self._write_next()
 
@@ -211,6 +238,8 @@ class _Runner:
 
     def _finish_shard(self, shard: ShardRun) -> None:
         """Write the shard's last samples here, then close it on the finisher thread (see finisher.py)."""
+        while self.in_flight:
+            self._complete_edit()
         while self.pending:
             self._write_next()
         self.finisher.submit(shard)

@@ -51,7 +51,8 @@ class BadInput(ValueError):
 
 @dataclass
 class Prepared:
-    image: np.ndarray  # (R, R, 3) uint8 RGB model input
+    image: np.ndarray | None  # (R, R, 3) uint8 RGB model input; None from jpeg_header until devicedecode
+    # sets it to a (3, R, R) uint8 tensor on the device
     real_bytes: bytes  # payload of real.jpg
     meta: dict  # orig_size, orig_mode, orig_format, exif_transposed, crop_box, resolution, resample
 
@@ -160,3 +161,33 @@ def encode_jpeg(image: Image.Image, quality: int) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+def jpeg_header(data: bytes, resolution: int, resample: str = DEFAULT_RESAMPLE) -> Prepared | None:
+    """For the device decode path (build/devicedecode.py): a Prepared without pixels (``image`` None) for
+    a complete RGB JPEG, read from its header alone (geometry of the EXIF-upright image, as `prepare`
+    records it), or None when the input must take the PIL path (`prepare`): not a JPEG, not RGB, too
+    small or too large, no end-of-image marker (truncated), unreadable header. Decodes no pixel."""
+    if data[:3] != b"\xff\xd8\xff" or not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        return None
+    try:
+        image = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, UnidentifiedImageError) + _DECODE_ERRORS:
+        return None
+    width, height = image.size
+    if image.format != "JPEG" or image.mode != "RGB" or pixels_reason(width, height) is not None \
+            or min(width, height) < MIN_SIDE:
+        return None
+    orientation = exif_orientation(image)
+    if orientation >= 5:  # the transposing orientations swap the sides
+        width, height = height, width
+    meta = {
+        "orig_size": [width, height],
+        "orig_mode": "RGB",
+        "orig_format": "JPEG",
+        "exif_transposed": orientation != 1,
+        "crop_box": list(centre_square(width, height)),
+        "resolution": resolution,
+        "resample": check_resample(resample),
+    }
+    return Prepared(image=None, real_bytes=bytes(data), meta=meta)

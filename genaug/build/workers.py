@@ -59,17 +59,22 @@ def _exit_with_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
-def decode_batch(items: Sequence[Any], resolution: int, resample: str = "bicubic") -> tuple[list[Decoded], float]:
+def decode_batch(items: Sequence[Any], resolution: int, resample: str = "bicubic",
+                 device_jpegs: bool = False) -> tuple[list[Decoded], float]:
     """Read and preprocess each item (resized with the `resample` filter, see preprocess.prepare); bad
-    inputs become a Decoded with a reason. Returns seconds spent."""
-    from genaug.build.preprocess import BadInput, prepare
+    inputs become a Decoded with a reason. With `device_jpegs`, complete RGB JPEGs are only read up to
+    their header (preprocess.jpeg_header: no pixels yet, devicedecode.decode_on_device decodes them in
+    the build process); every other input takes the PIL path. Returns seconds spent."""
+    from genaug.build.preprocess import BadInput, jpeg_header, prepare
     from genaug.build.sources.base import read_item_bytes
 
     start = time.perf_counter()
     out = []
     for item in items:
         try:
-            prepared = prepare(read_item_bytes(item), resolution, resample)
+            data = read_item_bytes(item)
+            prepared = jpeg_header(data, resolution, resample) if device_jpegs else None
+            prepared = prepared or prepare(data, resolution, resample)
         except BadInput as err:
             out.append(Decoded(dataclasses.replace(item, data=None), reason=str(err) or type(err).__name__))
             continue

@@ -153,6 +153,10 @@ def _logs_above_bar(active: bool):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS),
               help="Model precision (auto: bf16 where faithful on CUDA, fp32 on CPU).")
+@click.option("--decode-device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "auto"]),
+              help="Where JPEG inputs are decoded and resized: cpu (PIL in the workers), cuda (torchvision, batched "
+                   "on the GPU; other pixels than PIL's by a few levels), auto (cuda when the GPU has under 16 CPU "
+                   "cores).")
 @click.option("--limit", default=None, type=int, help="Process only the first N inputs.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Run seed (per-sample seeds derive from it).")
 @click.option("--shard-size", default=1000, show_default=True, type=int, help="Inputs per shard.")
@@ -164,7 +168,7 @@ def _logs_above_bar(active: bool):
 @click.option("--overwrite", is_flag=True, help="Replace the build already in --out (otherwise it is resumed).")
 @click.option("--scores", default="", metavar="NAMES", help="Per-sample scores stored in each json, e.g. ssim.")
 @click.option("--quiet", is_flag=True, help="No progress bar, no summary, only warnings and errors in the log.")
-def build(method, preset, data, out, batch_size, num_workers, device, precision, limit, seed, shard_size,
+def build(method, preset, data, out, batch_size, num_workers, device, precision, decode_device, limit, seed, shard_size,
           aug_format, quality, weights, overwrite, scores, quiet, **method_values):
     """Write paired real/augmented WebDataset shards for every input image.
 
@@ -177,7 +181,7 @@ def build(method, preset, data, out, batch_size, num_workers, device, precision,
     config = BuildConfig(
         method=method, out=out, data=tuple(data) or None, preset=preset,
         options=_method_options(method, method_values), batch_size=batch_size, num_workers=num_workers,
-        device=device, precision=precision, limit=limit, seed=seed, shard_size=shard_size,
+        device=device, precision=precision, decode_device=decode_device, limit=limit, seed=seed, shard_size=shard_size,
         aug_format=aug_format, quality=quality, weights=weights, overwrite=overwrite,
         scores=tuple(s.strip() for s in scores.split(",") if s.strip()),
         command=("genaug", "build", *ctx.meta.get("genaug_build_args", [])),
