@@ -16,6 +16,7 @@ COMMANDS = {
     "models": "cli.models:models",
     "convert": "cli.convert:convert",
     "report": "cli.report:report",
+    "finalize": "cli.finalize:finalize",
 }
 
 

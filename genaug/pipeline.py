@@ -139,6 +139,7 @@ class _Runner:
         self.stats: dict[int, dict] = {}  # shard index -> stats of every complete shard (small)
         self.inputs = 0
         self._mark = time.perf_counter()  # end of the previous shard: a shard's wall time starts here
+        self.write_run_files = True  # False when several ranks share --out (genaug.distributed merges them)
 
     def run(self, events: Iterator[_Batch | _ChunkEnd]) -> None:
         queue = collections.deque()
@@ -215,7 +216,8 @@ class _Runner:
         stats = shard.finish(self.resolved)
         runfiles.write_stats(self.config.out, stats)
         self.stats[shard.index] = stats
-        runfiles.write_run_files(self.config.out, self.stats.values())
+        if self.write_run_files:
+            runfiles.write_run_files(self.config.out, self.stats.values())
         self.inputs += shard.inputs
         del self.shards[shard.index]
         self._mark = time.perf_counter()
@@ -335,22 +337,7 @@ def _build(resolved: ResolvedBuild, editor, start: float, started_at: str,
     runner.stats.update(done)
     events = iter_batches(iter(resolved.source), resolved.config.shard_size, resolved.config.batch_size,
                           resolved.config.limit, set(done))
-    try:
-        runner.run(events)
-    except BrokenProcessPool as err:
-        runner.abort()
-        raise BuildError(f"a worker process died ({err}); it may have run out of memory: try fewer "
-                         f"--num-workers. Completed shards are valid; rerun to resume") from err
-    except OSError as err:  # e.g. the disk filled up, or --out or the data became unreadable
-        runner.abort()
-        where = f" ({err.filename})" if err.filename else ""
-        raise BuildError(f"the build stopped: {err.strerror or err}{where}; fix that (e.g. free disk space) "
-                         "and rerun") from err
-    except BaseException:
-        runner.abort()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    drive(runner, pool, events)
     stats = sorted(runner.stats.values(), key=lambda s: int(s["shard"]))
     runfiles.write_run_files(out, stats)
     wall = time.perf_counter() - start
@@ -369,3 +356,24 @@ def _build(resolved: ResolvedBuild, editor, start: float, started_at: str,
     log.info("build finished in %.1f s: %d pairs, %d inputs skipped, %d shards (%d resumed) in %s",
              wall, summary.samples, summary.errors, summary.shards, summary.shards_resumed, out)
     return summary
+
+
+def drive(runner: _Runner, pool: cf.Executor, events: Iterator[_Batch | _ChunkEnd]) -> None:
+    """Run `events` through `runner`; failures become BuildError (the shards being filled are dropped)
+    and the worker pool is always shut down."""
+    try:
+        runner.run(events)
+    except BrokenProcessPool as err:
+        runner.abort()
+        raise BuildError(f"a worker process died ({err}); it may have run out of memory: try fewer "
+                         f"--num-workers. Completed shards are valid; rerun to resume") from err
+    except OSError as err:  # e.g. the disk filled up, or --out or the data became unreadable
+        runner.abort()
+        where = f" ({err.filename})" if err.filename else ""
+        raise BuildError(f"the build stopped: {err.strerror or err}{where}; fix that (e.g. free disk space) "
+                         "and rerun") from err
+    except BaseException:
+        runner.abort()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

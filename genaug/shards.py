@@ -228,10 +228,11 @@ def index_document(name: str, shards: Iterable[Mapping]) -> dict:
     return {"__kind__": INDEX_KIND, "wids_version": 1, "name": name, "shardlist": shardlist}
 
 
-def write_json_atomic(path: Path, document: object) -> None:
-    """Write JSON (sorted keys, trailing newline) under a temporary name and rename it into place."""
+def write_json_atomic(path: Path, document: object, tag: str = "") -> None:
+    """Write JSON (sorted keys, trailing newline) under a temporary name and rename it into place.
+    `tag` makes the temporary name unique when several processes may write `path` at once."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
+    tmp = path.with_name(f".{path.name}{tag}{TMP_SUFFIX}")
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(document, handle, indent=1, sort_keys=True)
         handle.write("\n")
