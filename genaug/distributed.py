@@ -28,6 +28,8 @@ import fcntl
 import logging
 import os
 import re
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -67,7 +69,7 @@ def run_rank(config: BuildConfig, ranks: Ranks, progress: Progress | None = None
     if not out.is_dir():
         editor = _checked_editor(resolved)
         create_out_dir(out)
-    with joined(out, resolved.fingerprint, ranks):
+    with joined(out, resolved.fingerprint, ranks), _sigterm_as_interrupt():
         runfiles.check_previous_build(resolved)
         if editor is None:
             editor = _checked_editor(resolved)
@@ -85,6 +87,25 @@ def run_rank(config: BuildConfig, ranks: Ranks, progress: Progress | None = None
         log.info("%s done; once all %d ranks are done, run: genaug finalize %s", ranks.describe(),
                  ranks.world_size, out)
     return rank_summary(out, state, own)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """torchrun and srun stop their ranks with SIGTERM (after Ctrl-C, or when a rank failed): stop as after
+    Ctrl-C, dropping the shard being filled. Left alone when SIGTERM already has a handler."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
+            signal.SIG_DFL, None):
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _check_rendezvous_env(ranks: Ranks) -> None:

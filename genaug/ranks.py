@@ -105,7 +105,8 @@ def detect_ranks(rank: int | None = None, world_size: int | None = None,
 
 def rank_device(device: str, ranks: Ranks) -> str:
     """The device a rank uses: ``auto``/``cuda`` become ``cuda:LOCAL_RANK`` when CUDA is there and
-    several ranks share the build; anything else is kept (and checked later by resolve_device)."""
+    several ranks share the build, or ``cuda:0`` when the process sees a single GPU (the launcher bound
+    one GPU to each task, e.g. ``srun --gpus-per-task 1``); anything else is kept (and checked later)."""
     if not ranks.distributed or device not in ("auto", "cuda"):
         return device
     import torch
@@ -113,6 +114,8 @@ def rank_device(device: str, ranks: Ranks) -> str:
     if not torch.cuda.is_available():
         return device
     count = torch.cuda.device_count()
+    if count == 1:
+        return "cuda:0"
     if ranks.local_rank >= count:
         raise ConfigError(
             f"--device {device}: local rank {ranks.local_rank} needs cuda:{ranks.local_rank}, but this machine has "
