@@ -146,14 +146,14 @@ def _rank_prefix(ranks):
         yield
         return
     prefix = logging.Formatter(f"[rank {ranks.rank}/{ranks.world_size}] %(levelname)s %(name)s: %(message)s")
-    handlers = logging.getLogger().handlers
+    handlers = list(logging.getLogger().handlers)
     previous = [h.formatter for h in handlers]
     for handler in handlers:
         handler.setFormatter(prefix)
     try:
         yield
     finally:
-        for handler, formatter in zip(handlers, previous):
+        for handler, formatter in zip(handlers, previous, strict=True):
             handler.setFormatter(formatter)
 
 

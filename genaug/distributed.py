@@ -38,10 +38,25 @@ from genaug import runfiles
 from genaug.batches import device_name
 from genaug.config import BuildConfig, ConfigError, ResolvedBuild, create_out_dir, resolve
 from genaug.finalize import (
-    DONE, RUNNING, merge_run, rank_summary, read_identity, state_dir, write_identity, write_rank_state,
+    DONE,
+    RUNNING,
+    merge_run,
+    rank_summary,
+    read_identity,
+    state_dir,
+    write_identity,
+    write_rank_state,
 )
 from genaug.pipeline import (
-    BuildError, BuildSummary, Progress, _checked_editor, _manifest, _Runner, _utc_now, drive, iter_batches,
+    BuildError,
+    BuildSummary,
+    Progress,
+    _checked_editor,
+    _manifest,
+    _Runner,
+    _utc_now,
+    drive,
+    iter_batches,
     probe_batch1_ms,
 )
 from genaug.ranks import Ranks, rank_device

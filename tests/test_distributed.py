@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from imagefactory import make_imagenet_folder
 
 from genaug.runstatus import read_build_status
-from imagefactory import make_imagenet_folder
 
 TESTS_DIR = Path(__file__).resolve().parent
 ROOT = TESTS_DIR.parent
@@ -125,6 +125,7 @@ def test_slurm_variables_write_the_bytes_of_one_process(folder, baseline, tmp_pa
         assert proc.returncode == 0, stderr
     assert_same_build(out, baseline)
     assert json.loads((out / "manifest.json").read_text())["distributed"]["launcher"] == "slurm"
+    _ok(_run(_genaug("inspect", str(out), "--verify")))  # the run folder checks out like a one-process one
 
 
 def test_job_array_tasks_and_finalize_write_the_bytes_of_one_process(folder, baseline, tmp_path):
@@ -198,9 +199,9 @@ def test_the_readme_torchrun_command_runs_with_a_tiny_preset_on_cpu(folder, tmp_
         argv = [*launcher, *args[3:]]
         argv[argv.index("--out") + 1] = str(out)
         _ok(_run([*argv, "--preset", "maskgit-tiny", "--device", "cpu", "--shard-size", "4", "--num-workers", "0",
-                  "--limit", "12", "--quiet"], timeout=600))
+                  "--limit", "8", "--quiet"], timeout=600))
         outs[name] = out
-    assert _shards(outs["torchrun"]) == ["shard-0000.tar", "shard-0001.tar", "shard-0002.tar"]
+    assert _shards(outs["torchrun"]) == ["shard-0000.tar", "shard-0001.tar"]
     for name in _shards(outs["single"]) + ["index.json", "errors.jsonl"]:
         assert (outs["torchrun"] / name).read_bytes() == (outs["single"] / name).read_bytes(), name
 

@@ -10,6 +10,7 @@ import pytest
 from genaug import runfiles
 from genaug.config import BuildConfig, ConfigError
 from genaug.distributed import joined, run_rank
+from genaug.finalize import finalize
 from genaug.ranks import FLAGS, SINGLE, SLURM, TORCHRUN, Ranks, detect_ranks, rank_device
 
 TORCHRUN_ENV = {"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}
@@ -135,3 +136,16 @@ def test_a_single_process_build_keeps_ranks_out(tmp_path):
             with joined(out, "fp", Ranks(0, 2, 0, FLAGS)):
                 pass
     assert sorted(os.listdir(out / ".genaug-dist")) == ["join.lock"]
+
+
+def test_finalize_refuses_a_folder_that_is_no_distributed_build(tmp_path):
+    with pytest.raises(ConfigError, match="no such folder"):
+        finalize(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="no manifest.json of a genaug build"):
+        finalize(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"config_fingerprint": "fp", "config": {"shard_size": 3}}')
+    with pytest.raises(ConfigError, match="no distributed build state"):
+        finalize(tmp_path)
+    with runfiles.exclusive(tmp_path):  # a build is writing
+        with pytest.raises(ConfigError, match="still writing there"):
+            finalize(tmp_path)
