@@ -15,44 +15,17 @@ their ratio, then pairs/s through a DataLoader with N workers.
 from __future__ import annotations
 
 import argparse
-import io
-import random
 import statistics
 import tempfile
 import time
 
 import torch
-import webdataset as wds
-from PIL import Image
 from torch.utils.data import DataLoader
 
-from genaug.loader import GenCLPairs, GenCLWebDataset, generative_transform, vicreg_views
+from genaug.loader import GenCLPairs, GenCLWebDataset
 from genaug.loader.shardindex import resolve_shards
-
-
-def plain_pipeline(urls, image_size: int, gamma: float, buffer: int, seed: int):
-    """The hand-written webdataset equivalent of GenCLWebDataset.
-
-    It makes the same per-sample choices (same coin, same transform generator seed) so that both
-    pipelines do identical image work; what genaug adds on top of that is timed by bookkeeping_us().
-    """
-    view1, view2 = vicreg_views(image_size)
-    t_gen = generative_transform("gencl", image_size)
-    rule = GenCLPairs(gamma=gamma, seed=seed)
-
-    def decode(data: bytes) -> Image.Image:
-        return Image.open(io.BytesIO(data)).convert("RGB")
-
-    def pair(sample: dict):
-        real, key = decode(sample["real.jpg"]), sample["__key__"]
-        gen = rule.generator(key, 0)
-        if rule.is_generative(key, 0):
-            views = (t_gen(decode(sample["aug.jpg"]), gen), view2(real, gen))
-        else:
-            views = (view1(real, gen), view2(real, gen))
-        return views, int(sample["cls"]), key
-
-    return wds.WebDataset(urls, shardshuffle=False, empty_check=False).shuffle(buffer, rng=random.Random(seed)).map(pair)
+from genaug.testing.loaderbench import plain_pipeline
+from genaug.testing.shardfactory import make_shards
 
 
 def rate(dataset, limit: int) -> tuple[float, float]:
@@ -90,8 +63,6 @@ def bookkeeping_us(n: int = 5000) -> float:
 
 
 def make_benchmark_shards(out: str, n: int) -> str:
-    from tests.shardfactory import make_shards  # run from the repo root: python -m benchmarks.bench_loader
-
     make_shards(out, n_samples=n, shard_size=max(1, n // 8), real_size=(320, 500))
     return out
 

@@ -15,7 +15,6 @@ is flat in the number of inputs, the RSS ratio stays near 1 while the input coun
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import json
 import logging
@@ -32,7 +31,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-EDITORS_FILE = Path(__file__).resolve().parent.parent / "tests" / "editors.py"
 DISTINCT_IMAGES = 64  # distinct JPEG payloads, cycled over the file names
 
 
@@ -52,13 +50,6 @@ def make_inputs(folder: Path, n: int, seed: int = 0) -> None:
         sub.mkdir(parents=True, exist_ok=True)
         (sub / f"img{i:07d}.jpg").write_bytes(payloads[i % DISTINCT_IMAGES])
 
-
-def _load_test_editor() -> None:
-    """Register the test-only editor by executing tests/editors.py (it is not an installed module)."""
-    spec = importlib.util.spec_from_file_location("genaug_test_editors", EDITORS_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.register()
 
 
 class WorkerPeak:
@@ -95,12 +86,14 @@ def child(args: argparse.Namespace) -> None:
     """Run one build in this process and print its figures as one JSON line."""
     import torch
 
-    from genaug.batches import device_name
-    from genaug.pipeline import BuildConfig, run_build
+    from genaug.build.pipeline import BuildConfig, run_build
+    from genaug.device import device_name
 
     torch.set_num_threads(args.threads)
     if args.editor == "test":
-        _load_test_editor()
+        from genaug.testing import editors
+
+        editors.register()
         method, preset, options = "test", "test-invert", {}
     else:
         from genaug.registry import REGISTRY
@@ -141,7 +134,7 @@ def parent(args: argparse.Namespace) -> None:
             print(f"{n:>7} inputs: {row['images_per_s']:8.1f} images/s, wall {row['wall_s']:7.1f} s, "
                   f"peak RSS main {row['peak_rss_mib']:7.1f} MiB, workers {row['peak_worker_rss_mib']:7.1f} MiB",
                   flush=True)
-    cpu = rows[-1]["cpu"] if rows else "?"  # the child's genaug.batches.device_name of the CPU
+    cpu = rows[-1]["cpu"] if rows else "?"  # the child's genaug.build.batches.device_name of the CPU
     print(f"machine: {platform.machine()} {cpu}, python {platform.python_version()}, editor "
           f"{args.editor if args.editor == 'test' else args.preset}, batch {args.batch_size}, "
           f"workers {args.num_workers}, device {args.device}, shard size {args.shard_size}")

@@ -19,10 +19,9 @@ import argparse
 import json
 from pathlib import Path
 
+import BigGAN_PyTorch.BigGAN as official_biggan  # from PYTHONPATH: the official code
 import torch
 import torch.nn.functional as F
-
-import BigGAN_PyTorch.BigGAN as official_biggan  # from PYTHONPATH: the official code
 
 # Settings shared by every released IC-GAN ImageNet generator (json configs + parser defaults).
 COMMON = dict(

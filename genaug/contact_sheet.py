@@ -17,14 +17,13 @@ from typing import Iterator, Sequence
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from genaug.sources import iter_tar_samples
+from genaug.format import AUG_MEMBERS, JSON, REAL, iter_tar_samples
 
 log = logging.getLogger(__name__)
 
 PAD = 4  # pixels between cells and around the sheet
 CAPTION_H = 12  # pixels of caption text under a pair
 BACKGROUND = (32, 32, 32)
-AUG_FIELDS = ("aug.jpg", "aug.png", "aug.webp")
 SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}  # extension -> PIL format
 _PAIR_ERRORS = (OSError, SyntaxError, EOFError, ValueError, KeyError, TypeError, UnidentifiedImageError)
 
@@ -59,14 +58,14 @@ def iter_pairs(shards: Sequence[Path], n: int) -> Iterator[tuple[str, Image.Imag
     found = 0
     for shard in shards:
         for key, fields in _readable_samples(shard):
-            aug_name = next((f for f in AUG_FIELDS if f in fields), None)
-            if aug_name is None or "real.jpg" not in fields or "json" not in fields:
+            aug_name = next((f for f in AUG_MEMBERS if f in fields), None)
+            if aug_name is None or REAL not in fields or JSON not in fields:
                 log.warning("%s [%s]: left out of the grid: incomplete pair", shard.name, key)
                 continue
             try:
                 with Image.open(io.BytesIO(fields[aug_name])) as raw:
                     aug = raw.convert("RGB")
-                real = real_view(fields["real.jpg"], json.loads(fields["json"]), aug.size)
+                real = real_view(fields[REAL], json.loads(fields[JSON]), aug.size)
             except _PAIR_ERRORS as err:
                 log.warning("%s [%s]: left out of the grid: %s", shard.name, key, err or type(err).__name__)
                 continue

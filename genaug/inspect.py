@@ -1,4 +1,4 @@
-"""`genaug inspect`: summarise and verify genaug shards (library part; cli/inspect.py prints).
+"""`genaug inspect`: summarise and verify genaug shards (library part; genaug/cli/inspect.py prints).
 
 ``inspect_shards(paths, verify)`` returns a JSON-serialisable report: per shard the sample count,
 member fields, methods/presets, image sizes, labels, scores, its stats file and recorded errors,
@@ -20,21 +20,25 @@ from collections import Counter
 from pathlib import Path
 from typing import BinaryIO, Sequence
 
-import braceexpand
 from PIL import Image, UnidentifiedImageError
 
-from genaug.preprocess import exif_orientation
+from genaug.build.preprocess import exif_orientation
+from genaug.format import (
+    AUG_MEMBERS,
+    CLS,
+    ERRORS,
+    JSON,
+    JSON_FIELDS,
+    REAL,
+    expand_paths,
+    find_shards,
+    iter_tar_stream,
+    parse_shard_file,
+)
 from genaug.runstatus import BuildStatus, read_build_status, unstarted_build
-from genaug.sources import iter_tar_stream
 
 log = logging.getLogger(__name__)
 
-JSON_FIELDS = ("key", "source", "label", "wnid", "orig_size", "orig_mode", "orig_format", "exif_transposed",
-               "crop_box", "resolution", "method", "preset", "weights_sha256", "seed", "run_seed", "edit",
-               "genaug_version")  # required in every sample's json (scores is optional)
-AUG_FIELDS = ("aug.jpg", "aug.png", "aug.webp")
-ERRORS_FILE = "errors.jsonl"
-SHARD_NUMBER = re.compile(r"shard-(\d+)")
 _IMAGE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, Image.DecompressionBombError)
 
 
@@ -48,7 +52,7 @@ def resolve_shards(paths: Sequence[str]) -> list[Path]:
     found: list[Path] = []
     for item, path in _expand(paths):
         if path.is_dir():
-            tars = sorted(path.glob("shard-*.tar"), key=_shard_order) or sorted(path.glob("*.tar"))
+            tars = find_shards(path)
             if not tars and unstarted_build(path) is None:
                 raise InspectError(f"{item}: folder holds no .tar shards")
             found.extend(tars)
@@ -60,12 +64,7 @@ def resolve_shards(paths: Sequence[str]) -> list[Path]:
 
 
 def _expand(paths: Sequence[str]) -> list[tuple[str, Path]]:
-    return [(item, Path(item).expanduser()) for given in paths for item in braceexpand.braceexpand(str(given))]
-
-
-def _shard_order(path: Path) -> tuple[int, str]:
-    match = SHARD_NUMBER.fullmatch(path.stem)
-    return (int(match.group(1)) if match else -1, path.name)
+    return [(item, Path(item).expanduser()) for item in expand_paths(paths)]
 
 
 class _HashingReader:
@@ -131,26 +130,26 @@ class ShardSummary:
     def add(self, key: str, fields: dict[str, bytes]) -> None:
         self.nsamples += 1
         self.fields.update(fields.keys())
-        if "json" in fields or any(f in fields for f in AUG_FIELDS):
+        if JSON in fields or any(f in fields for f in AUG_MEMBERS):
             self.genaug_samples += 1
         if key in self._keys:
             self.problem(key, "duplicate key in the shard")
         self._keys.add(key)
-        meta = self._read_json(key, fields.get("json"))
-        aug_name = next((f for f in AUG_FIELDS if f in fields), None)
+        meta = self._read_json(key, fields.get(JSON))
+        aug_name = next((f for f in AUG_MEMBERS if f in fields), None)
         if aug_name is None:
-            self.problem(key, f"no aug image (expected one of {', '.join(AUG_FIELDS)})")
+            self.problem(key, f"no aug image (expected one of {', '.join(AUG_MEMBERS)})")
         else:
             size = _image_size(fields[aug_name], full=self.verify)
             if isinstance(size, str):
                 self.problem(key, f"{aug_name} does not decode: {size}")
             else:
                 self.aug_sizes[f"{size[0]}x{size[1]}"] += 1
-        if "real.jpg" not in fields:
+        if REAL not in fields:
             self.problem(key, "no real.jpg")
         elif self.verify:
-            self._check_real(key, fields["real.jpg"], meta)
-        self._check_label(key, fields.get("cls"), meta)
+            self._check_real(key, fields[REAL], meta)
+        self._check_label(key, fields.get(CLS), meta)
         if meta is not None:
             self._collect_meta(meta)
 
@@ -357,7 +356,7 @@ def _load_run_errors(folders: set[Path]) -> dict[Path, list[dict]]:
     """errors.jsonl lines per run folder (folders without one are left out)."""
     found = {}
     for folder in sorted(folders):
-        path = folder / ERRORS_FILE
+        path = folder / ERRORS
         if not path.is_file():
             continue
         lines = []
@@ -382,8 +381,8 @@ def _shard_number(value) -> int | None:
 
 
 def _errors_for(path: Path, errors: list[dict]) -> dict:
-    match = SHARD_NUMBER.fullmatch(path.stem)
-    number = int(match.group(1)) if match else None
+    parsed = parse_shard_file(path.name)
+    number = parsed[0] if parsed else None
     mine = [e for e in errors if number is not None and _shard_number(e.get("shard")) == number]
     return {"count": len(mine), "reasons": dict(Counter(_reason_kind(e.get("reason", "")) for e in mine)),
             "examples": [{k: e.get(k) for k in ("key", "path", "reason")} for e in mine[:3]]}

@@ -1,8 +1,10 @@
 """Registry of augmentation methods and model presets, and the editor contract.
 
 The pipeline only ever talks to an :class:`Editor`; it knows nothing of model internals.
-A method (``mask``, ``noise``) declares its options; a preset names the model size and the
-weight files it needs and knows how to build an editor from resolved files.
+A method (``mask``, ``noise``) declares its options, validates them and says which need labels; a
+preset names the model's input facts and the weight files it needs and knows how to build an editor
+from resolved files. The built-ins are declared in genaug/methods/specs.py and genaug/methods/catalog.py
+and registered when genaug is imported. No torch here (`genaug --help` stays light).
 """
 
 from __future__ import annotations
@@ -11,11 +13,16 @@ import abc
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16")  # EditorContext.precision values (auto: bf16 where faithful on CUDA)
+CONVERTED_NAME = "converted"  # EditorContext.weights key of a converted state dict
+LABEL_VALUE = "label"  # an option with this value asks for each sample's class (e.g. --class-token label)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,14 +54,14 @@ class EditorContext:
 
     preset: "Preset"
     weights: Mapping[str, Path]  # WeightFile.name -> local path (empty for random-init presets)
-    device: torch.device
+    device: "torch.device"
     precision: str  # "fp32" | "bf16" | "auto" (bf16 where faithful on CUDA, fp32 on CPU)
     options: Mapping[str, Any]  # validated method options
 
 
 @dataclasses.dataclass
 class EditResult:
-    images: torch.Tensor  # (B, 3, H, W) uint8, on the editor's device
+    images: "torch.Tensor"  # (B, 3, H, W) uint8, on the editor's device
     params: list[dict]  # per-sample, JSON-serialisable edit parameters
 
 
@@ -72,9 +79,10 @@ class Editor(abc.ABC):
     # resolution x resolution, antialiased): "bicubic" | "bilinear", the filter of the official
     # model's own preprocessing (IC-GAN: bilinear; MaskGIT: bicubic).
     input_resample: str = "bicubic"
+    num_classes: int | None = None  # classes a class-conditional editor accepts (None: not class-conditional)
 
     @abc.abstractmethod
-    def edit(self, images: torch.Tensor, seeds: Sequence[int], labels: torch.Tensor) -> EditResult:
+    def edit(self, images: "torch.Tensor", seeds: Sequence[int], labels: "torch.Tensor") -> EditResult:
         """images: (B, 3, R, R) uint8 on device; seeds: B python ints (63-bit);
         labels: (B,) int64 on device, -1 where the source has no label."""
 
@@ -95,6 +103,10 @@ class Preset:
     files: tuple[WeightFile, ...]  # empty for random-init presets
     build: Callable[[EditorContext], Editor]  # imports the model lazily
     random_init: bool = False  # True: output is meaningless, for tests and smoke runs
+    # facts of the model input, known without building the model (None: the built editor's attribute)
+    resolution: int | None = None  # side of the square model input
+    input_resample: str | None = None  # "bicubic" | "bilinear": filter of the official preprocessing resize
+    num_classes: int | None = None  # classes a class-conditional model accepts; None: not class-conditional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +115,13 @@ class MethodSpec:
     description: str
     default_preset: str
     options: tuple[OptionSpec, ...] = ()
+    # values suggested instead of "label" when the data has no labels: (value probed, value shown)
+    label_alternatives: tuple[tuple[str, str], ...] = ()
+
+    def label_options(self, options: Mapping[str, Any]) -> list[str]:
+        """Names of the options (validated `options`) that need every sample's ImageNet-1k class
+        index: by default those set to "label"."""
+        return [opt.name for opt in self.options if options.get(opt.name) == LABEL_VALUE]
 
     def validate_options(self, given: Mapping[str, Any]) -> dict:
         """Fill defaults and check types/choices; raise ValueError naming the bad value."""
@@ -159,13 +178,11 @@ class Registry:
         self._methods.pop(name, None)
 
     def method(self, name: str) -> MethodSpec:
-        _load_builtin_methods()
         if name not in self._methods:
             raise ValueError(f"unknown method {name!r}; choose one of {sorted(self._methods)}")
         return self._methods[name]
 
     def preset(self, name: str, method: str | None = None) -> Preset:
-        _load_builtin_methods()
         if name not in self._presets:
             raise ValueError(
                 f"unknown preset {name!r}; known presets: {sorted(self._presets)} (see `genaug models`)"
@@ -178,17 +195,10 @@ class Registry:
         return preset
 
     def methods(self) -> list[MethodSpec]:
-        _load_builtin_methods()
         return [self._methods[k] for k in sorted(self._methods)]
 
     def presets(self, method: str | None = None) -> list[Preset]:
-        _load_builtin_methods()
         return [p for k, p in sorted(self._presets.items()) if method in (None, p.method)]
 
 
-REGISTRY = Registry()
-
-
-def _load_builtin_methods() -> None:
-    """Importing genaug.methods registers the built-in methods and presets (idempotent)."""
-    import genaug.methods  # noqa: F401  (import for its registrations)
+REGISTRY = Registry()  # filled with the built-ins by genaug.methods (imported by `import genaug`)

@@ -13,14 +13,13 @@ import dataclasses
 import json
 import logging
 import math
-import re
 from pathlib import Path
+
+from genaug.format import MANIFEST, is_stats_file
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 COMPLETE = "complete"
-_STATS_FILE = re.compile(r"shard-\d+\.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +76,7 @@ def read_build_status(folder: str | Path) -> BuildStatus | None:
         return None
     status = manifest.get("status")
     try:
-        done = sum(1 for p in folder.iterdir() if _STATS_FILE.fullmatch(p.name))
+        done = sum(1 for p in folder.iterdir() if is_stats_file(p.name))
     except OSError as err:
         log.warning("%s: cannot list the folder (%s); finished shards are not counted", folder, err)
         done = 0

@@ -20,6 +20,7 @@ Set ``GENAUG_OFFLINE=1`` to forbid downloads.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -34,17 +35,17 @@ from typing import Callable, Mapping
 
 from tqdm import tqdm
 
-from genaug.registry import Preset, WeightFile
+from genaug.methods.catalog import CONVERTERS as BUILTIN_CONVERTERS
+from genaug.registry import CONVERTED_NAME, Preset, WeightFile
 
 log = logging.getLogger(__name__)
 
-CONVERTED_NAME = "converted"  # EditorContext.weights key of a converted state dict
 CONVERTED_FILENAME = "converted.pt"  # its file name in the preset folder
 _CHUNK = 1 << 20  # read/hash block size in bytes
 _DOWNLOAD_TIMEOUT_S = 60  # socket timeout of one read
 
 # preset name -> function(resolved official weights, output path) writing a converted state dict
-CONVERTERS: dict[str, Callable[[Mapping[str, Path], Path], None]] = {}
+CONVERTERS: dict[str, Callable[[Mapping[str, Path], Path], None]] = dict(BUILTIN_CONVERTERS)
 
 
 class WeightsError(RuntimeError):
@@ -291,7 +292,7 @@ def _extract_members(archive: Path, files: list[WeightFile], folder: Path) -> No
             fd, part = tempfile.mkstemp(prefix=".extract-", suffix=".part", dir=folder)
             try:
                 with os.fdopen(fd, "wb") as out:
-                    for block in iter(lambda: source.read(_CHUNK), b""):
+                    for block in iter(functools.partial(source.read, _CHUNK), b""):
                         out.write(block)
                 _check_sha(Path(part), wf.sha256, f"{wf.url}#{wf.archive_member}")
                 os.replace(part, folder / wf.filename)

@@ -32,7 +32,7 @@ def test_method():
     """The test-only method and presets of tests/editors.py, registered only while the using module's tests
     run (other modules' registry listings never see them). Use with
     ``pytestmark = pytest.mark.usefixtures("test_method")``."""
-    import editors
+    from genaug.testing import editors
 
     editors.register()
     yield editors

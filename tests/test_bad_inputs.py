@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-
-import editors
-from cli.main import main
-from genaug.config import BuildConfig, ConfigError
-from genaug.pipeline import run_build
-from genaug.registry import REGISTRY, Preset, WeightFile
-from genaug.sources import open_source
 from imagefactory import make_image_folder, make_wds_shards
+
+from genaug.build.config import BuildConfig, ConfigError
+from genaug.build.pipeline import run_build
+from genaug.build.sources import open_source
+from genaug.cli.main import main
+from genaug.registry import REGISTRY, Preset, WeightFile
+from genaug.testing import editors
 
 TRUNCATED_AFTER = 2  # samples kept from the truncated shard
 
@@ -45,9 +45,7 @@ def shards(tmp_path_factory):
 
 
 def _config(out, data, **kw) -> BuildConfig:
-    base = dict(method=editors.METHOD, out=out, data=tuple(data), shard_size=4, batch_size=2, num_workers=0, seed=1)
-    base.update(kw)
-    return BuildConfig(**base)
+    return editors.build_config(out, data, **{"shard_size": 4, "batch_size": 2, "seed": 1, **kw})
 
 
 def _errors(out) -> list[dict]:
@@ -159,7 +157,7 @@ def test_a_dangling_symlink_is_recorded_not_dropped(tmp_path):
 
 
 def test_a_folder_that_cannot_be_listed_is_recorded_and_the_walk_goes_on(tmp_path, monkeypatch):
-    from genaug import sources
+    from genaug.build.sources import base as sources
 
     folder = make_image_folder(tmp_path / "imgs", n=8, odd=False)  # root, a/, a/b/, c/, x/
     real = sources._sorted_entries
@@ -183,8 +181,8 @@ def test_a_folder_that_cannot_be_listed_is_recorded_and_the_walk_goes_on(tmp_pat
 def test_a_full_disk_stops_the_build_with_a_build_error_and_a_rerun_resumes(shards, tmp_path, monkeypatch):
     import errno
 
-    from genaug.pipeline import BuildError
-    from genaug.shards import ShardWriter
+    from genaug.build.pipeline import BuildError
+    from genaug.build.shard import ShardWriter
 
     data = [shards["urls"][0], shards["urls"][1]]
     run_build(_config(tmp_path / "ref", data))

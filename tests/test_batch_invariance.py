@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from imagefactory import make_image_folder
 
-import editors
+from genaug.build.pipeline import BuildConfig, run_build
 from genaug.methods import editing
 from genaug.methods.editing import map_chunks, pinned_threads, time_editor, unchunked
-from genaug.pipeline import BuildConfig, run_build
 from genaug.registry import REGISTRY, EditorContext
-from imagefactory import make_image_folder
+from genaug.testing import editors
 
 OPTIONS = {  # per method: option sets whose outputs must not depend on the batch size
     "mask": [{}, {"composite": True}, {"mask": "outpaint", "class_token": "random"}],
@@ -144,7 +144,7 @@ def test_build_shards_are_byte_identical_for_batch_sizes_1_and_4(tmp_path, prese
 
 
 def test_pipeline_batch1_probe_times_a_true_batch_1():
-    from genaug.pipeline import probe_batch1_ms
+    from genaug.build.pipeline import probe_batch1_ms
 
     editor = _editor("icgan-tiny")
     seen, encoder = [], editor.encoder

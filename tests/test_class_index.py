@@ -9,15 +9,15 @@ import json
 
 import numpy as np
 import pytest
+from imagefactory import jpeg_bytes, make_wds_shards
 from PIL import Image
 
-import editors
-from genaug.config import ConfigError
-from genaug.imagenet import as_imagenet1k_index, imagenet1k_index, imagenet1k_wnids
-from genaug.pipeline import BuildConfig, BuildError, run_build
-from genaug.preprocess import prepare
-from genaug.sources import open_source
-from imagefactory import jpeg_bytes, make_wds_shards
+from genaug.build.config import ConfigError
+from genaug.build.pipeline import BuildConfig, BuildError, run_build
+from genaug.build.preprocess import prepare
+from genaug.build.sources import open_source
+from genaug.build.sources.imagenet import as_imagenet1k_index, imagenet1k_index, imagenet1k_wnids
+from genaug.testing import editors
 
 SUBSET = {"n01440764": 0, "n02123045": 281}  # tench, tabby cat: their ImageNet-1k indices
 PER_CLASS = 2
@@ -40,10 +40,8 @@ def subset(tmp_path_factory):
 
 
 def _build(data, out, **kw):
-    base = dict(method=editors.METHOD, out=out, data=(str(data),), batch_size=3, num_workers=0, seed=1,
-                options={"amplitude": 0})
-    base.update(kw)
-    return run_build(BuildConfig(**base))
+    return run_build(editors.build_config(out, data, **{"batch_size": 3, "seed": 1, "options": {"amplitude": 0},
+                                                         **kw}))
 
 
 def _metas(out):

@@ -5,11 +5,10 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-
-import editors
-from cli.main import main
 from imagefactory import make_image_folder, make_imagenet_folder
 
+from genaug.cli.main import main
+from genaug.testing import editors
 
 pytestmark = pytest.mark.usefixtures("test_method")  # tests/conftest.py: editors registered for this module
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.main import main
 from genaug import weights
+from genaug.cli.main import main
 from genaug.methods import mask as mask_method
 from genaug.registry import REGISTRY, EditorContext, Preset, WeightFile
 

@@ -1,6 +1,6 @@
 """A build spread over processes writes the bytes of a single-process build: under torchrun (2 and 3
 processes), under SLURM's variables, as job-array tasks + `genaug finalize`, and after kill -9 of one
-rank followed by a rerun with one process. CPU, gloo; the test method of tests/editors.py, and the
+rank followed by a rerun with one process. CPU, gloo; the test method of genaug/testing/editors.py, and the
 README's torchrun command with a tiny preset."""
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from genaug.runstatus import read_build_status
 
 TESTS_DIR = Path(__file__).resolve().parent
 ROOT = TESTS_DIR.parent
-CODE = "import editors; editors.register(); from cli.main import main; main()"  # genaug with the test method
+# genaug with the test method of genaug/testing/editors.py
+CODE = "from genaug.testing import editors; editors.register(); from genaug.cli.main import main; main()"
 BUILD = ["build", "--method", "test", "--shard-size", "3", "--batch-size", "2", "--num-workers", "0", "--seed", "3",
          "--quiet"]
 LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS",

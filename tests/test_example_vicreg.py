@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shardfactory import make_shards
+from genaug.testing.shardfactory import make_shards
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_vicreg.py"
 

@@ -10,14 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from genaug.models.icgan import Generator, ICGANConfig
-from genaug.models.icgan.convert import (
-    DROPPED_KEYS,
-    ConversionError,
-    convert_official_state_dict,
-    detect_released_config,
-    expected_shapes,
-    fold_spectral_norm,
-)
+from genaug.models.icgan.convert import DROPPED_KEYS, ConversionError, fold_spectral_norm
+from genaug.models.icgan.generator import convert_official_state_dict, detect_released_config, expected_shapes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "icgan"
 TINY = ("res256_tiny", "res64_tiny")

@@ -8,15 +8,15 @@ import tarfile
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from imagefactory import make_imagenet_folder
 from PIL import Image
 
-from cli.main import main
+from genaug.build.preprocess import BadInput, prepare
+from genaug.build.sources import open_source, read_item_bytes
+from genaug.cli.main import main
 from genaug.contact_sheet import real_view, write_contact_sheet
 from genaug.inspect import JSON_FIELDS, InspectError, inspect_shards, resolve_shards
-from genaug.preprocess import BadInput, prepare
-from genaug.sources import open_source, read_item_bytes
-from imagefactory import make_imagenet_folder
-from shardfactory import make_shards, sample_key
+from genaug.testing.shardfactory import make_shards, sample_key
 
 
 def _members(path):
@@ -278,7 +278,7 @@ def test_verify_fails_on_a_build_interrupted_before_its_first_shard(tmp_path):
 def test_bad_grid_path_is_refused_before_any_work(tmp_path, monkeypatch, name, message):
     make_shards(tmp_path / "run", n_samples=2, shard_size=2)
     (tmp_path / "afile").write_text("a file, not a folder")
-    monkeypatch.setattr("cli.inspect.inspect_shards", lambda *a, **k: pytest.fail("inspect ran before --grid was checked"))
+    monkeypatch.setattr("genaug.cli.inspect.inspect_shards", lambda *a, **k: pytest.fail("inspect ran before --grid was checked"))
     result = CliRunner().invoke(main, ["inspect", str(tmp_path / "run"), "--grid", str(tmp_path / name)])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
     assert "--grid" in result.output and message in result.output

@@ -11,11 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from imagefactory import make_imagenet_folder
 
-TESTS_DIR = Path(__file__).resolve().parent
-CODE = "import editors; editors.register(); from cli.main import main; main()"
+CODE = "from genaug.testing import editors; editors.register(); from genaug.cli.main import main; main()"
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +22,7 @@ def folder(tmp_path_factory):
 
 
 def _start(folder, out) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ)
     argv = ["build", "--method", "test", "--data", str(folder["train"]), "--out", str(out), "--shard-size", "3",
             "--batch-size", "1", "--num-workers", "2", "--delay", "0.3", "--quiet"]
     return subprocess.Popen([sys.executable, "-c", CODE, *argv], env=env, stdout=subprocess.PIPE,

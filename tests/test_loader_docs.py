@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shardfactory import make_shards
+from genaug.testing.shardfactory import make_shards
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "loader.md"
 SNIPPETS = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)

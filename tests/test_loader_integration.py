@@ -4,11 +4,11 @@ import json
 
 import pytest
 import torch
-
-import editors
-from genaug.loader import GenCLMapDataset, GenCLWebDataset
-from genaug.pipeline import BuildConfig, run_build
 from imagefactory import make_imagenet_folder
+
+from genaug.build.pipeline import BuildConfig, run_build
+from genaug.loader import GenCLMapDataset, GenCLWebDataset
+from genaug.testing import editors
 
 SIZE = 16
 

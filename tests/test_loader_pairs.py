@@ -10,7 +10,7 @@ from scipy.stats import binom
 
 from genaug.loader import GenCLPairs
 from genaug.loader.pairs import unit_draw
-from shardfactory import make_shards, sample_key
+from genaug.testing.shardfactory import make_shards, sample_key
 
 SIZE = 32
 

@@ -7,7 +7,7 @@ import tarfile
 import pytest
 from PIL import Image
 
-from shardfactory import AUG_SIZE, make_shards, sample_key
+from genaug.testing.shardfactory import AUG_SIZE, make_shards, sample_key
 
 
 def _members(path):

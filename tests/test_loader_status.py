@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from genaug.loader import GenCLMapDataset, GenCLWebDataset, resolve_shards
-from shardfactory import make_shards
+from genaug.testing.shardfactory import make_shards
 
 
 def _set_status(run, status, **extra):

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from genaug.loader import GenCLMapDataset, GenCLPairs, GenCLWebDataset, distributed_info, resolve_shards
-from shardfactory import make_shards, sample_key
+from genaug.testing.shardfactory import make_shards, sample_key
 
 SIZE = 16
 N = 24

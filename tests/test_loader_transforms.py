@@ -7,7 +7,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image, ImageOps
 
 from genaug.loader import transforms as T
-from shardfactory import structured_image
+from genaug.testing.shardfactory import structured_image
 
 SIZE = 32
 

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from genaug.models.maskgit import MaskGIT, MaskGITConfig
-from genaug.models.maskgit import flax_msgpack
+from genaug.models.maskgit import MaskGIT, MaskGITConfig, flax_msgpack
 from genaug.models.maskgit.convert import (
     ConversionError,
     convert_tree,

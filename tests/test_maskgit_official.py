@@ -1,16 +1,15 @@
 """The port against outputs of the official Flax code (fixture made by fixtures_src/make_maskgit_fixture.py)."""
 
 import gzip
-import os
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from genaug.models.maskgit import MaskGIT, MaskGITConfig
-from genaug.models.maskgit import flax_msgpack
+from genaug.models.maskgit import MaskGIT, MaskGITConfig, flax_msgpack
 from genaug.sampling.maskgit_decode import cosine_mask_ratio
 
 FIXTURES = Path(__file__).parent / "fixtures" / "maskgit"

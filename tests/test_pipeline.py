@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from imagefactory import make_imagenet_folder, make_wds_shards
 from PIL import Image
 
-import editors
-from genaug.pipeline import BuildConfig, BuildError, count_inputs_in_background, iter_batches, run_build
-from genaug.preprocess import prepare
+from genaug.build.pipeline import BuildConfig, BuildError, count_inputs_in_background, iter_batches, run_build
+from genaug.build.preprocess import prepare
+from genaug.build.sources import SourceItem, open_source
 from genaug.report.scores import compute_scores
 from genaug.seeding import sample_seed
-from genaug.sources import SourceItem, open_source
-from imagefactory import make_imagenet_folder, make_wds_shards
+from genaug.testing import editors
 
 SHARD_SIZE = 5
 CONTRACT_FIELDS = {
@@ -33,10 +33,8 @@ def folder(tmp_path_factory):
 
 
 def _config(folder, out, **kw) -> BuildConfig:
-    base = dict(method=editors.METHOD, out=out, data=(str(folder["train"]),), shard_size=SHARD_SIZE,
-                batch_size=3, num_workers=0, seed=7, options={"amplitude": 6})
-    base.update(kw)
-    return BuildConfig(**base)
+    return editors.build_config(out, folder["train"], **{"shard_size": SHARD_SIZE, "batch_size": 3, "seed": 7,
+                                                         "options": {"amplitude": 6}, **kw})
 
 
 @pytest.fixture(scope="module")

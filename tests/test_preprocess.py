@@ -4,11 +4,18 @@ import io
 
 import numpy as np
 import pytest
+from imagefactory import (
+    BROKEN_KINDS,
+    ODD_KINDS,
+    broken_file_bytes,
+    jpeg_bytes,
+    odd_file_bytes,
+    pattern_array,
+    png_bytes,
+)
 from PIL import Image, ImageFile
 
-from genaug.preprocess import BadInput, centre_square, prepare
-from imagefactory import (BROKEN_KINDS, ODD_KINDS, broken_file_bytes, jpeg_bytes, odd_file_bytes,
-                          pattern_array, png_bytes)
+from genaug.build.preprocess import BadInput, centre_square, prepare
 
 EXPECTED_MODE = {"png_named_jpeg": "RGB", "cmyk": "CMYK", "gray": "L", "palette": "P", "rgba": "RGBA",
                  "gray16": "I;16", "exif_rot6": "RGB", "wide": "RGB"}

@@ -7,11 +7,12 @@ import os
 
 import pytest
 
-from genaug import runfiles
-from genaug.config import BuildConfig, ConfigError
-from genaug.distributed import joined, run_rank
-from genaug.finalize import finalize
-from genaug.ranks import FLAGS, SINGLE, SLURM, TORCHRUN, Ranks, detect_ranks, rank_device
+from genaug.build import runfiles
+from genaug.build.config import BuildConfig
+from genaug.build.distributed import joined, run_rank
+from genaug.build.finalize import finalize
+from genaug.build.ranks import FLAGS, SINGLE, SLURM, TORCHRUN, Ranks, detect_ranks, rank_device
+from genaug.errors import ConfigError
 
 TORCHRUN_ENV = {"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}
 SLURM_ENV = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1"}

@@ -13,9 +13,9 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from cli.main import main
+from genaug.cli.main import main
 from genaug.report import fid
-from shardfactory import make_shards
+from genaug.testing.shardfactory import make_shards
 
 N_SAMPLES = 4
 

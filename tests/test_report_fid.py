@@ -7,10 +7,10 @@ a stand-in for the real weights, which tests never download.
 import numpy as np
 import pytest
 import torch
-
-from genaug.report import fid
 from pytorch_fid.fid_score import calculate_frechet_distance
 from pytorch_fid.inception import InceptionV3
+
+from genaug.report import fid
 
 
 @pytest.fixture(scope="module")

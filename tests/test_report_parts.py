@@ -13,7 +13,7 @@ from PIL import Image
 from genaug.report import classic, tables
 from genaug.report.reader import ReportInputError, discover, iter_pairs
 from genaug.report.scores import ssim
-from shardfactory import make_shards
+from genaug.testing.shardfactory import make_shards
 
 
 def _image(seed: int, size: int = 48) -> torch.Tensor:

@@ -11,18 +11,16 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-import editors
-from cli.main import main
-from genaug.config import BuildConfig, ConfigError, resolve
-from genaug.pipeline import BuildError, run_build
 from imagefactory import make_imagenet_folder
 
-TESTS_DIR = Path(__file__).resolve().parent
+from genaug.build.config import BuildConfig, ConfigError, resolve
+from genaug.build.pipeline import BuildError, run_build
+from genaug.cli.main import main
+from genaug.testing import editors
+
 SHARD_SIZE = 3
 
 
@@ -36,10 +34,7 @@ def folder(tmp_path_factory):
 
 
 def _config(folder, out, **kw) -> BuildConfig:
-    base = dict(method=editors.METHOD, out=out, data=(str(folder["train"]),), shard_size=SHARD_SIZE,
-                batch_size=2, num_workers=0, seed=3)
-    base.update(kw)
-    return BuildConfig(**base)
+    return editors.build_config(out, folder["train"], **{"shard_size": SHARD_SIZE, "batch_size": 2, "seed": 3, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +55,7 @@ def test_fingerprint_ignores_speed_settings_only(folder, tmp_path):
 
 def test_fingerprint_covers_the_device_type_not_the_index(folder, tmp_path):
     """CPU and CUDA kernels differ in the last float bits: a resume on the other type is refused."""
-    from genaug.config import fingerprint_inputs, fingerprint_of
+    from genaug.build.runfiles import fingerprint_inputs, fingerprint_of
 
     base = resolve(_config(folder, tmp_path, device="cpu"))
     assert base.fingerprint_inputs["device_type"] == "cpu"
@@ -107,8 +102,8 @@ def _build_argv(folder, out, *extra) -> list[str]:
 @pytest.mark.slow
 def test_sigkill_mid_shard_then_rerun_gives_the_uninterrupted_output(folder, baseline, tmp_path):
     out = tmp_path / "killed"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
-    code = "import editors; editors.register(); from cli.main import main; main()"
+    env = dict(os.environ)
+    code = "from genaug.testing import editors; editors.register(); from genaug.cli.main import main; main()"
     argv = _build_argv(folder, out, "--batch-size", "1", "--delay", "0.4", "--quiet")
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -10,16 +10,8 @@ import numpy as np
 import pytest
 import webdataset as wds
 
-from genaug.shards import (
-    INDEX_KIND,
-    ShardWriter,
-    file_digests,
-    index_document,
-    parse_shard_file,
-    remove_temp_files,
-    shard_name,
-    write_json_atomic,
-)
+from genaug.build.shard import ShardWriter, file_digests, remove_temp_files, write_json_atomic
+from genaug.format import INDEX_KIND, index_document, parse_shard_file, shard_name
 
 
 def _samples(seed: int, n: int = 5) -> list[tuple[str, dict[str, bytes]]]:

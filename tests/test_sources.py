@@ -8,12 +8,12 @@ import shutil
 import tarfile
 
 import pytest
+from imagefactory import jpeg_bytes, make_file_list, make_image_folder, make_imagenet_folder, make_wds_shards
 
-from genaug import sources
-from genaug.preprocess import BadInput, prepare
-from genaug.sources import SourceError, SourceItem, open_source, path_key, read_item_bytes
-from imagefactory import (jpeg_bytes, make_file_list, make_image_folder, make_imagenet_folder,
-                          make_wds_shards)
+from genaug.build.preprocess import BadInput, prepare
+from genaug.build.sources import SourceError, SourceItem, open_source, read_item_bytes
+from genaug.build.sources import base as sources
+from genaug.build.sources.base import path_key
 
 KEY_RULE = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -216,7 +216,7 @@ def test_shard_sample_without_image_is_bad_input(tmp_path):
 
 
 def test_default_source_env_then_bundled_samples(tmp_path, monkeypatch, caplog):
-    caplog.set_level(logging.INFO, logger="genaug.sources")
+    caplog.set_level(logging.INFO, logger="genaug.build.sources")
     samples = open_source(None)
     assert samples.kind == "samples" and not samples.labelled
     items = list(samples)

@@ -130,7 +130,7 @@ def test_every_missing_file_is_named_when_downloads_fail():
 def test_convert_names_every_missing_file(monkeypatch):
     from click.testing import CliRunner
 
-    from cli.main import main
+    from genaug.cli.main import main
     from genaug.registry import REGISTRY
 
     files = [WeightFile("t", "t.bin", "http://127.0.0.1:9/t.bin", None),
@@ -150,7 +150,7 @@ def test_convert_names_every_missing_file(monkeypatch):
 def test_convert_of_a_damaged_file_is_a_clear_error(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    from cli.main import main
+    from genaug.cli.main import main
     from genaug.registry import REGISTRY
 
     def converter(paths, out):

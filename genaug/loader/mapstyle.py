@@ -11,12 +11,12 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
-import os
 import tarfile
 from typing import Callable
 
 import torch
 
+from genaug.format import group_members, is_remote
 from genaug.loader.adapters import get_adapter
 from genaug.loader.pairs import GenCLPairs
 from genaug.loader.shardindex import resolve_shards
@@ -29,20 +29,9 @@ Member = tuple[int, int]  # (data offset in the tar, size in bytes)
 def scan_tar(path: str) -> list[tuple[str, dict[str, Member]]]:
     """[(key, {extension: (offset, size)})] in tar order; key/extension split at the first '.' of the
     file name (the directory stays in the key), as webdataset groups members."""
-    samples: list[tuple[str, dict[str, Member]]] = []
-    key, members = None, {}
     with tarfile.open(path, "r:") as tar:
-        for info in tar:
-            base = os.path.basename(info.name)
-            if not info.isfile() or "." not in base or base.startswith("."):
-                continue
-            stem, ext = base.split(".", 1)
-            member_key = os.path.join(os.path.dirname(info.name), stem)
-            if member_key != key:
-                key, members = member_key, {}
-                samples.append((key, members))
-            members[ext] = (info.offset_data, info.size)
-    return samples
+        members = ((info.name, (info.offset_data, info.size)) for info in tar if info.isfile())
+        return list(group_members(members, lower=False))
 
 
 class GenCLMapDataset(torch.utils.data.Dataset):
@@ -60,7 +49,7 @@ class GenCLMapDataset(torch.utils.data.Dataset):
         if index.nsamples is None:
             raise ValueError(f"{source!r} has no index.json; the map-style dataset needs one for its length "
                              "(use GenCLWebDataset for plain shard lists)")
-        if any(url.startswith(("http://", "https://", "pipe:")) for url in index.urls):
+        if any(is_remote(url) for url in index.urls):
             raise ValueError("GenCLMapDataset reads local shards only; use GenCLWebDataset for remote urls")
         self.pairs = pairs if pairs is not None else GenCLPairs(**pair_options)
         self.adapter: Callable = get_adapter(adapter)

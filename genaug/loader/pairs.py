@@ -19,12 +19,13 @@ from typing import Callable, Mapping
 import torch
 from PIL import Image, ImageOps
 
+from genaug.format import AUG_MEMBERS
 from genaug.loader import transforms as T
 from genaug.seeding import sample_seed
 
 log = logging.getLogger(__name__)
 
-AUG_EXTENSIONS = ("aug.jpg", "aug.png", "aug.webp")  # members that may hold the generative image
+AUG_EXTENSIONS = AUG_MEMBERS  # members that may hold the generative image
 REAL_REGIONS = ("full", "crop_box")  # T^R sees the full real image, or the model's input region
 VIEW_ORDERS = ("generative_first", "random")
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -50,11 +51,6 @@ class PairStats:
 
     def as_dict(self) -> dict:
         return {name: int(v.value) for name, v in self._values.items()}
-
-    def reset(self) -> None:
-        for value in self._values.values():
-            with value.get_lock():
-                value.value = 0
 
     def __repr__(self) -> str:
         return f"PairStats({self.as_dict()})"

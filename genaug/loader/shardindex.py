@@ -16,12 +16,11 @@ from typing import Sequence
 
 from webdataset.shardlists import expand_urls
 
+from genaug.format import INDEX, INDEX_KIND, index_urls, is_index_document, is_remote
 from genaug.runstatus import read_build_status, unstarted_build
 
 log = logging.getLogger(__name__)
 
-INDEX_KIND = "wids-shard-index-v1"
-_REMOTE_PREFIXES = ("http://", "https://", "pipe:", "gs://", "s3://")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,10 +32,6 @@ class ShardIndex:
     @property
     def total(self) -> int | None:
         return None if self.nsamples is None else sum(self.nsamples)
-
-
-def _is_remote(url: str) -> bool:
-    return url.startswith(_REMOTE_PREFIXES)
 
 
 def warn_if_unfinished(folder: Path) -> None:
@@ -66,13 +61,10 @@ def read_index(path: str | os.PathLike) -> ShardIndex:
                                 "`genaug build` or its index.json") from err
     except json.JSONDecodeError as err:
         raise ValueError(f"{str(path)!r} is not valid JSON ({err}); is it a genaug index.json?") from err
-    if not isinstance(index, dict) or index.get("__kind__") != INDEX_KIND or "shardlist" not in index:
+    if not is_index_document(index):
         raise ValueError(f"{str(path)!r} is not a {INDEX_KIND} file (missing __kind__ or shardlist)")
-    urls, sizes = [], []
-    for entry in index["shardlist"]:
-        url = str(entry["url"])
-        urls.append(url if _is_remote(url) or os.path.isabs(url) else str(path.parent / url))
-        sizes.append(int(entry["nsamples"]))
+    urls = index_urls(index, path.parent)
+    sizes = [int(entry["nsamples"]) for entry in index["shardlist"]]
     if not urls:
         raise ValueError(f"{str(path)!r} lists no shards")
     warn_if_unfinished(path.parent)
@@ -89,8 +81,8 @@ def resolve_shards(source: str | os.PathLike | Sequence[str]) -> ShardIndex:
         if text.endswith(".json"):
             return read_index(text)
         if os.path.isdir(text):
-            if os.path.exists(os.path.join(text, "index.json")):
-                return read_index(os.path.join(text, "index.json"))
+            if os.path.exists(os.path.join(text, INDEX)):
+                return read_index(os.path.join(text, INDEX))
             urls = sorted(str(p) for p in Path(text).glob("*.tar"))
             if not urls:
                 raise FileNotFoundError(_empty_folder_message(text))
@@ -101,7 +93,7 @@ def resolve_shards(source: str | os.PathLike | Sequence[str]) -> ShardIndex:
         name = text
     if not urls:
         raise ValueError(f"no shards in {source!r}")
-    missing = [u for u in urls if not _is_remote(u) and not os.path.exists(u)]
+    missing = [u for u in urls if not is_remote(u) and not os.path.exists(u)]
     if missing:
         raise FileNotFoundError(f"{len(missing)} shard(s) not found, first: {missing[0]!r}; check the "
                                 "path or brace pattern (e.g. shards/shard-{0000..0009}.tar)")

@@ -11,11 +11,11 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from genaug.registry import PRECISIONS
 from genaug.seeding import generator, sample_seed
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "auto")  # EditorContext.precision values
 
 RANDOM_INIT_WARNING = (
     "preset %r has RANDOM weights: its images are meaningless noise, for tests and smoke runs only. "

@@ -8,7 +8,6 @@ decoder -> uint8. The whole decoded image is the augmentation (no pixel composit
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -17,107 +16,23 @@ import torch
 
 from genaug.methods import masks as patterns
 from genaug.methods.editing import (
-    RANDOM_INIT_WARNING, BuiltinSettings, autocast, check_batch, count_parameters, random_init_seeded,
-    stream_generators, stream_seed, to_uint8,
+    RANDOM_INIT_WARNING,
+    BuiltinSettings,
+    autocast,
+    check_batch,
+    count_parameters,
+    random_init_seeded,
+    stream_generators,
+    stream_seed,
+    to_uint8,
 )
-from genaug.registry import REGISTRY, Editor, EditorContext, EditResult, MethodSpec, OptionSpec, Preset, WeightFile
-from genaug.weights import CONVERTED_NAME, register_converter
+from genaug.methods.specs import ClassToken, check_option_values, requires_labels
+from genaug.registry import CONVERTED_NAME, Editor, EditorContext, EditResult, Preset
 
 log = logging.getLogger(__name__)
 
-_URL = "https://storage.googleapis.com/maskgit-public/checkpoints/"
 _TINY_SEED = 0  # weights seed of the random-init maskgit-tiny preset
-CLASS_TOKEN_HELP = "label (the sample's ImageNet label; unlabelled sources are refused), fixed:N, or random"
 
-@dataclasses.dataclass(frozen=True)
-class MaskMethodSpec(MethodSpec):
-    """MethodSpec that also checks the values that do not depend on the model, so a bad flag fails
-    before any weights are downloaded or loaded."""
-
-    def validate_options(self, given: Mapping[str, Any]) -> dict:
-        out = super().validate_options(given)
-        for name, pattern in _PATTERN_OPTIONS.items():
-            if given.get(name) is not None and out["mask"] != pattern:
-                flag = "--" + name.replace("_", "-")
-                raise ValueError(f"{flag} applies to --mask {pattern} only, not --mask {out['mask']}; drop it "
-                                 f"or pass --mask {pattern}")
-        check_option_values(out)
-        return out
-
-
-_PATTERN_OPTIONS = {  # option -> the only --mask pattern it applies to
-    "ring_width": "ring", "mask_ratio": "random", "blocks": "blocks", "block_size": "blocks",
-    "outpaint_scale": "outpaint",
-}
-
-SPEC = REGISTRY.register_method(MaskMethodSpec(
-    name="mask",
-    description="MaskGIT: keep the border tokens, regenerate the rest (GenCL mask-based augmentation)",
-    default_preset="maskgit-imagenet256",
-    options=(
-        OptionSpec("num_iter", int, 12, "decoding steps of the cosine schedule"),
-        OptionSpec("start_iter", int, 0, "first decoding step (the official editing demo uses 2)"),
-        OptionSpec("choice_temperature", float, 4.5, "Gumbel temperature of the token re-masking choice"),
-        OptionSpec("class_token", str, "label", f"class conditioning: {CLASS_TOKEN_HELP}"),
-        OptionSpec("mask", patterns.PATTERNS, "ring", "token mask pattern: ring, random, blocks, outpaint"),
-        OptionSpec("ring_width", int, 1, "ring: width in tokens of the kept outer ring"),
-        OptionSpec("mask_ratio", float, 0.75, "random: fraction of tokens masked"),
-        OptionSpec("blocks", int, 4, "blocks: number of square blocks masked"),
-        OptionSpec("block_size", int, 6, "blocks: side of each block in tokens"),
-        OptionSpec("outpaint_scale", float, 0.75, "outpaint: side of the shrunk image as a fraction of the input"),
-        OptionSpec("composite", bool, False, "blend the decoded image into the input with the blurred token mask, "
-                   "as the official editing demo (default: the whole decoded image, as the paper)"),
-    ),
-))
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassToken:
-    """Parsed --class-token: strategy 'label' | 'fixed' | 'random' (value only for 'fixed')."""
-
-    strategy: str  # label | fixed | random
-    value: int | None = None  # the class for 'fixed'
-
-    @classmethod
-    def parse(cls, text: str, num_classes: int | None) -> "ClassToken":
-        """num_classes None: syntax only."""
-        if text in ("label", "random"):
-            return cls(text)
-        if text.startswith("fixed:"):
-            try:
-                value = int(text[len("fixed:"):])
-            except ValueError as err:
-                raise ValueError(f"--class-token {text!r}: N in fixed:N must be an integer") from err
-            if value < 0 or (num_classes is not None and value >= num_classes):
-                raise ValueError(f"--class-token {text!r}: N must be in [0, {num_classes or 'number of classes'})")
-            return cls("fixed", value)
-        raise ValueError(f"--class-token {text!r}: choose {CLASS_TOKEN_HELP}")
-
-
-def requires_labels(options: Mapping[str, Any]) -> bool:
-    """True when the options need every sample to carry a label (check the source before any work)."""
-    return str(options.get("class_token", "label")) == "label"
-
-
-def check_option_values(options: Mapping[str, Any]) -> None:
-    """Model-independent checks; raises ValueError naming the flag."""
-    num_iter, start_iter = options["num_iter"], options["start_iter"]
-    if num_iter < 1:
-        raise ValueError(f"--num-iter {num_iter}: must be >= 1 (paper: 12)")
-    if not 0 <= start_iter < num_iter:
-        raise ValueError(f"--start-iter {start_iter}: must be in [0, --num-iter {num_iter})")
-    if not options["choice_temperature"] >= 0:
-        raise ValueError(f"--choice-temperature {options['choice_temperature']}: must be >= 0 (paper: 4.5)")
-    ClassToken.parse(str(options["class_token"]), None)
-    checks = {
-        "ring": ("ring_width", options["ring_width"] >= 1, ">= 1"),
-        "random": ("mask_ratio", 0.0 < options["mask_ratio"] <= 1.0, "in (0, 1]"),
-        "blocks": ("blocks", options["blocks"] >= 1 and options["block_size"] >= 1, ">= 1 (and --block-size >= 1)"),
-        "outpaint": ("outpaint_scale", 0.0 < options["outpaint_scale"] < 1.0, "in (0, 1)"),
-    }
-    name, ok, rule = checks[options["mask"]]
-    if not ok:
-        raise ValueError(f"--{name.replace('_', '-')} {options[name]}: must be {rule}")
 
 
 def validate_options(options: Mapping[str, Any], grid: int, num_classes: int) -> ClassToken:
@@ -154,7 +69,7 @@ class MaskEditor(BuiltinSettings, Editor):
         self.codebook_size = cfg.codebook_size
         self.num_classes = cfg.num_classes
         self.class_token = validate_options(self.options, self.grid, self.num_classes)
-        self.requires_labels = self.class_token.strategy == "label"
+        self.requires_labels = requires_labels(self.options)
 
     # ---- per-sample choices ------------------------------------------------------------------
     def _classes(self, seeds: Sequence[int], labels: torch.Tensor) -> list[int]:
@@ -290,7 +205,7 @@ def official_builder(config: Mapping[str, Any] | None = None):
     return build
 
 
-def _build_tiny(ctx: EditorContext) -> MaskEditor:
+def build_tiny(ctx: EditorContext) -> MaskEditor:
     from genaug.models.maskgit import MaskGIT, MaskGITConfig
 
     log.warning(RANDOM_INIT_WARNING, ctx.preset.name, "maskgit-imagenet256")
@@ -319,25 +234,3 @@ def convert_official(weights: Mapping[str, Path], out: Path, config: Mapping[str
     log.info("converted %s -> %s", sorted(str(p) for p in weights.values()), out)
 
 
-REGISTRY.register_preset(Preset(
-    name="maskgit-imagenet256",
-    method="mask",
-    description="official MaskGIT ImageNet 256x256 (VQGAN 54.5M + transformer 172.5M = 227M parameters)",
-    files=(
-        WeightFile("tokenizer", "tokenizer_imagenet256_checkpoint", _URL + "tokenizer_imagenet256_checkpoint",
-                   None, "VQGAN tokenizer, flax msgpack"),
-        WeightFile("transformer", "maskgit_imagenet256_checkpoint", _URL + "maskgit_imagenet256_checkpoint",
-                   None, "MaskGIT class-conditional transformer, flax msgpack"),
-    ),
-    build=official_builder(),
-))
-register_converter("maskgit-imagenet256", convert_official)
-
-REGISTRY.register_preset(Preset(
-    name="maskgit-tiny",
-    method="mask",
-    description="tiny RANDOM-weight MaskGIT (64 px, 16x16 tokens): meaningless output, for tests and smoke runs",
-    files=(),
-    build=_build_tiny,
-    random_init=True,
-))

@@ -8,52 +8,28 @@ to the source's is kept, as the official demo ranks its samples. No labels are n
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any, Mapping, Sequence
 
 import torch
 
 from genaug.methods.editing import (
-    RANDOM_INIT_WARNING, BuiltinSettings, autocast, check_batch, count_parameters, stream_generators,
-    stream_seed, to_uint8,
+    RANDOM_INIT_WARNING,
+    BuiltinSettings,
+    autocast,
+    check_batch,
+    count_parameters,
+    stream_generators,
+    stream_seed,
+    to_uint8,
 )
-from genaug.registry import REGISTRY, Editor, EditorContext, EditResult, MethodSpec, OptionSpec, Preset, WeightFile
+from genaug.methods.specs import check_noise_options
+from genaug.registry import Editor, EditorContext, EditResult, Preset
 from genaug.sampling.truncation import truncated_normal_per_sample, truncation_bound
 
 log = logging.getLogger(__name__)
 
-_ICGAN_URL = "https://dl.fbaipublicfiles.com/ic_gan/"
-_SWAV_URL = "https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrain.pth.tar"
 _TINY_SEED = 0  # weights seed of the random-init icgan-tiny preset
-_MAX_CANDIDATES = 64  # sanity bound for --candidates (the official demo ranks 160 for 16 outputs)
-
-@dataclasses.dataclass(frozen=True)
-class NoiseMethodSpec(MethodSpec):
-    """MethodSpec that also checks option values, so a bad flag fails before weights are loaded."""
-
-    def validate_options(self, given: Mapping[str, Any]) -> dict:
-        out = super().validate_options(given)
-        validate_options(out)
-        return out
-
-
-SPEC = REGISTRY.register_method(NoiseMethodSpec(
-    name="noise",
-    description="IC-GAN: generate from the image's SwAV instance features and truncated noise (GenCL noise-based)",
-    default_preset="icgan-imagenet256",
-    options=(
-        OptionSpec("truncation", float, 0.7, "z ~ N(0, 1) truncated to [-2t, 2t] (official notebook: 0.7)"),
-        OptionSpec("candidates", int, 1, "draw K noise vectors, keep the output closest in SwAV features"),
-    ),
-))
-
-
-def validate_options(options: Mapping[str, Any]) -> None:
-    truncation_bound(options["truncation"])
-    if not 1 <= options["candidates"] <= _MAX_CANDIDATES:
-        raise ValueError(f"--candidates {options['candidates']}: must be in [1, {_MAX_CANDIDATES}] (paper: 1)")
-
 
 class NoiseEditor(BuiltinSettings, Editor):
     """Batched GenCL noise edit; a sample's z comes from its own seed and the models run on fixed-shape
@@ -67,7 +43,7 @@ class NoiseEditor(BuiltinSettings, Editor):
 
     def __init__(self, generator, encoder, preset: Preset, device: torch.device, precision: str,
                  options: Mapping[str, Any]) -> None:
-        validate_options(options)
+        check_noise_options(options)
         memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
         self.generator = generator.to(device=device, memory_format=memory_format).eval()
         self.encoder = encoder.to(device=device, memory_format=memory_format).eval()
@@ -145,11 +121,11 @@ class NoiseEditor(BuiltinSettings, Editor):
 
 
 # ---- presets -------------------------------------------------------------------------------------
-def _official_builder(resolution: int):
+def official_builder(resolution: int):
     def build(ctx: EditorContext) -> NoiseEditor:
         from genaug.models.icgan import EncoderConfig, Generator, ICGANConfig, InstanceEncoder
 
-        validate_options(ctx.options)  # before loading the weights
+        check_noise_options(ctx.options)  # before loading the weights
         cfg = {256: ICGANConfig.imagenet256, 128: ICGANConfig.imagenet128, 64: ICGANConfig.imagenet64}[resolution]()
         generator = Generator.from_official(ctx.weights["generator"], config=cfg)
         # official inference resizes the centre crop to the generator's resolution before the 224 bicubic
@@ -159,42 +135,13 @@ def _official_builder(resolution: int):
     return build
 
 
-def _build_tiny(ctx: EditorContext) -> NoiseEditor:
+def build_tiny(ctx: EditorContext) -> NoiseEditor:
     from genaug.models.icgan import Generator, ICGANConfig, InstanceEncoder
 
     log.warning(RANDOM_INIT_WARNING, ctx.preset.name, "icgan-imagenet256")
-    validate_options(ctx.options)
+    check_noise_options(ctx.options)
     generator = Generator.random(ICGANConfig.tiny(), seed=_TINY_SEED)
     encoder = InstanceEncoder.tiny(seed=_TINY_SEED)
     return NoiseEditor(generator, encoder, ctx.preset, ctx.device, ctx.precision, ctx.options)
 
 
-def _icgan_preset(resolution: int, description: str) -> Preset:
-    experiment = f"icgan_biggan_imagenet_res{resolution}"
-    return Preset(
-        name=f"icgan-imagenet{resolution}",
-        method="noise",
-        description=description,
-        files=(
-            WeightFile("generator", "G_ema_best0.pth", f"{_ICGAN_URL}{experiment}.tar.gz", None,
-                       f"IC-GAN BigGAN generator (EMA), from {experiment}.tar.gz",
-                       archive_member=f"{experiment}/G_ema_best0.pth"),
-            WeightFile("swav", "swav_800ep_pretrain.pth.tar", _SWAV_URL, None,
-                       "SwAV ResNet-50 (800 epochs), the instance feature extractor"),
-        ),
-        build=_official_builder(resolution),
-    )
-
-
-REGISTRY.register_preset(_icgan_preset(
-    256, "official IC-GAN ImageNet 256x256 (generator 90.0M + SwAV ResNet-50 = 116M parameters)"))
-REGISTRY.register_preset(_icgan_preset(128, "official IC-GAN ImageNet 128x128 (+ SwAV ResNet-50)"))
-REGISTRY.register_preset(_icgan_preset(64, "official IC-GAN ImageNet 64x64 (+ SwAV ResNet-50)"))
-REGISTRY.register_preset(Preset(
-    name="icgan-tiny",
-    method="noise",
-    description="tiny RANDOM-weight IC-GAN (64 px) and encoder: meaningless output, for tests and smoke runs",
-    files=(),
-    build=_build_tiny,
-    random_init=True,
-))

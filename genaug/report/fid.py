@@ -14,9 +14,7 @@ import contextlib
 import dataclasses
 import io
 import logging
-import pickle
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -27,6 +25,8 @@ import torch.nn.functional as F
 import torchvision
 from pytorch_fid import inception as fid_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
+
+from genaug.checkpoint import CheckpointError, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -123,22 +123,14 @@ def load_inception(weights: str | Path | None, device: torch.device | str = "cpu
     path = resolve_weights(weights)
     log.info("loading FID Inception weights from %s", path)
     try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as err:
-        raise InceptionWeightsInvalid(f"{path}: cannot be read ({err}); check the file's permissions") from err
-    except _LOAD_ERRORS as err:  # torch's weights-only unpickler on a file that is not a checkpoint
-        raise _invalid(path, err) from err
-    if not isinstance(state_dict, Mapping):
-        raise _invalid(path, TypeError(f"it holds a {type(state_dict).__name__}, not a state dict"))
+        state_dict = load_checkpoint(path, "pytorch-fid's Inception weights")
+    except CheckpointError as err:
+        raise InceptionWeightsInvalid(f"{err}; download {FID_WEIGHTS_FILENAME} from {FID_WEIGHTS_URL} and pass "
+                                      "that file, or use --no-fid to skip FID") from err
     try:
         return inception_from_state_dict(state_dict, device)
     except RuntimeError as err:  # missing / unexpected keys or wrong shapes
         raise _invalid(path, err) from err
-
-
-# what torch.load(weights_only=True) raises for files that are not (intact) checkpoints
-_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, zipfile.BadZipFile, ValueError,
-                TypeError, AttributeError, IndexError)
 
 
 def _invalid(path: Path, err: BaseException) -> InceptionWeightsInvalid:

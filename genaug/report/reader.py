@@ -11,7 +11,6 @@ import dataclasses
 import io
 import json
 import logging
-import re
 import tarfile
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -20,12 +19,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from genaug.contact_sheet import real_view
-from genaug.sources import iter_tar_samples
+from genaug.format import AUG_MEMBERS, JSON, MANIFEST, REAL, find_shards, iter_tar_samples, shard_order
 
 log = logging.getLogger(__name__)
 
-AUG_FIELDS = ("aug.jpg", "aug.png", "aug.webp")  # members that may hold the generative image
-_SHARD_NUMBER = re.compile(r"(\d+)")
 _PAIR_ERRORS = (OSError, SyntaxError, EOFError, ValueError, KeyError, TypeError, UnidentifiedImageError)
 
 
@@ -57,11 +54,6 @@ class Pair:
     aug: np.ndarray  # (H, W, 3) uint8
 
 
-def _shard_order(path: Path) -> tuple[int, str]:
-    numbers = _SHARD_NUMBER.findall(path.stem)
-    return (int(numbers[-1]) if numbers else -1, path.name)
-
-
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         return {}
@@ -81,7 +73,7 @@ def discover(paths: Sequence[str | Path]) -> list[RunFolder]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            tars = sorted(path.glob("shard-*.tar")) or sorted(path.glob("*.tar"))
+            tars = find_shards(path)
             if not tars:
                 raise ReportInputError(f"{path}: no .tar shards in this folder; pass a genaug build --out folder")
             by_folder.setdefault(path, []).extend(tars)
@@ -91,31 +83,31 @@ def discover(paths: Sequence[str | Path]) -> list[RunFolder]:
             raise ReportInputError(f"{path}: not a folder or .tar shard (does it exist?)")
     runs = []
     for folder, tars in by_folder.items():
-        shards = tuple(sorted(set(tars), key=_shard_order))
+        shards = tuple(sorted(set(tars), key=shard_order))
         by_shard = {t.name: _read_json(t.with_suffix(".json")) for t in shards}
         stats = tuple(s for s in by_shard.values() if s)
         recorded = {name: s["nsamples"] for name, s in by_shard.items()
                     if isinstance(s.get("nsamples"), int) and not isinstance(s["nsamples"], bool)}
-        runs.append(RunFolder(folder, shards, _read_json(folder / "manifest.json"), stats, recorded))
+        runs.append(RunFolder(folder, shards, _read_json(folder / MANIFEST), stats, recorded))
     return runs
 
 
 def _decode_pair(key: str, fields: dict[str, bytes]) -> tuple[dict, np.ndarray, np.ndarray]:
     """(meta, real, aug) or ValueError/OSError with the reason."""
-    aug_field = next((f for f in AUG_FIELDS if f in fields), None)
-    missing = [name for name, ok in (("aug", aug_field), ("real.jpg", "real.jpg" in fields),
-                                      ("json", "json" in fields)) if not ok]
+    aug_field = next((f for f in AUG_MEMBERS if f in fields), None)
+    missing = [name for name, ok in (("aug", aug_field), (REAL, REAL in fields),
+                                      ("json", JSON in fields)) if not ok]
     if missing:
         raise ValueError(f"incomplete sample: no {', '.join(missing)}")
-    meta = json.loads(fields["json"])
+    meta = json.loads(fields[JSON])
     with Image.open(io.BytesIO(fields[aug_field])) as raw:
         aug = raw.convert("RGB")
-    real = real_view(fields["real.jpg"], meta, aug.size)
+    real = real_view(fields[REAL], meta, aug.size)
     return meta, np.array(real, dtype=np.uint8), np.array(aug, dtype=np.uint8)  # writable copies
 
 
 def _is_whole(fields: dict[str, bytes]) -> bool:
-    return "real.jpg" in fields and "json" in fields and any(f in fields for f in AUG_FIELDS)
+    return REAL in fields and JSON in fields and any(f in fields for f in AUG_MEMBERS)
 
 
 def _shard_problem(shard: Path, reason: str, errors: list[dict], warn: bool) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from genaug import __version__
-from genaug.batches import device_name
+from genaug.device import device_name
 from genaug.report import classic, fid, plots, tables
 from genaug.report.reader import Pair, ReportInputError, RunFolder, discover, iter_pairs
 from genaug.report.scores import SSIM_SETTINGS, ssim

@@ -1,4 +1,6 @@
-"""Pure conversion of released IC-GAN (BigGAN_PyTorch) generator weights into this port's layout.
+"""Pieces of the conversion of released IC-GAN (BigGAN_PyTorch) generator weights that need no model:
+spectral-norm folding, dropped keys, the released file names (the key mapping against the model's
+shapes, which needs the Generator, is genaug.models.icgan.generator.convert_official_state_dict).
 
 Every official key is consumed or the conversion fails naming the leftovers. Spectral norm is
 folded: the official eval-mode forward runs one power-iteration step from the stored ``u0`` without
@@ -8,12 +10,9 @@ updating it and divides the weight by the resulting singular value; we do that o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
 
 import torch
 import torch.nn.functional as F
-
-from genaug.models.icgan.config import ICGANConfig
 
 # Official keys dropped by name: the class embedding, built because G_shared=True, never read by the
 # instance-only IC-GAN (class_cond=False).
@@ -36,80 +35,6 @@ def fold_spectral_norm(weight: torch.Tensor, u: torch.Tensor, eps: float) -> tor
     u_new = F.normalize(torch.matmul(v, matrix.t()), eps=eps)  # (1, out)
     sigma = torch.squeeze(torch.matmul(torch.matmul(v, matrix.t()), u_new.t()))
     return (weight / sigma).to(dtype)
-
-
-def expected_shapes(config: ICGANConfig) -> dict[str, tuple[int, ...]]:
-    """Names and shapes of this port's state dict for ``config`` (built on the meta device)."""
-    from genaug.models.icgan.generator import Generator
-
-    with torch.device("meta"):
-        model = Generator(config)
-    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
-
-
-def convert_official_state_dict(official: Mapping[str, torch.Tensor], config: ICGANConfig) -> dict[str, torch.Tensor]:
-    """Official ``G_ema`` state dict -> this port's state dict (spectral norm folded).
-
-    Raises ConversionError naming every leftover, missing or mis-shaped key."""
-    expected = expected_shapes(config)
-    converted: dict[str, torch.Tensor] = {}
-    consumed: set[str] = set()
-    for key in official:
-        if not key.endswith(".u0"):
-            continue
-        prefix = key[: -len(".u0")]
-        if f"{prefix}.weight" not in official:
-            raise ConversionError(f"spectral-norm vector {key} has no weight {prefix}.weight")
-        converted[f"{prefix}.weight"] = fold_spectral_norm(official[f"{prefix}.weight"], official[key], config.sn_eps)
-        consumed.update({key, f"{prefix}.weight"})
-        if f"{prefix}.sv0" in official:  # logging-only buffer, never read by the forward
-            consumed.add(f"{prefix}.sv0")
-    consumed.update(k for k in DROPPED_KEYS if k in official)
-    for key, value in official.items():
-        if key not in consumed and key in expected:
-            converted[key] = value
-            consumed.add(key)
-    _check_complete(official, consumed, converted, expected, config)
-    return converted
-
-
-def _check_complete(official, consumed, converted, expected, config) -> None:
-    problems = []
-    leftover = sorted(set(official) - consumed)
-    unexpected = sorted(set(converted) - set(expected))
-    missing = sorted(set(expected) - set(converted))
-    if leftover or unexpected:
-        problems.append(f"unused checkpoint keys: {leftover + unexpected}")
-    if missing:
-        problems.append(f"missing keys: {missing}")
-    wrong = [
-        f"{k}: checkpoint {tuple(converted[k].shape)} vs model {expected[k]}"
-        for k in sorted(set(converted) & set(expected))
-        if tuple(converted[k].shape) != expected[k]
-    ]
-    if wrong:
-        problems.append(f"shape mismatches: {wrong}")
-    if problems:
-        raise ConversionError(
-            f"checkpoint does not match {config}: " + "; ".join(problems)
-            + ". Pass the config of the released model (ICGANConfig.imagenet256/128/64())."
-        )
-
-
-def detect_released_config(official: Mapping[str, torch.Tensor]) -> ICGANConfig:
-    """The released ImageNet config (256, 128 or 64) whose layout the checkpoint has (shapes only)."""
-    with torch.device("meta"):
-        shapes_only = {k: torch.empty(tuple(v.shape)) for k, v in official.items()}
-    for config in (ICGANConfig.imagenet256(), ICGANConfig.imagenet128(), ICGANConfig.imagenet64()):
-        try:
-            convert_official_state_dict(shapes_only, config)
-        except ConversionError:
-            continue
-        return config
-    raise ConversionError(
-        "checkpoint layout matches none of the released IC-GAN ImageNet configs (256, 128, 64); "
-        "pass config=ICGANConfig(...) describing it"
-    )
 
 
 def official_generator_file(path: Path) -> Path:

@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import math
 import os
-import pickle
 from pathlib import Path
 from typing import Mapping
 
@@ -14,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
+
+from genaug.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +104,7 @@ class InstanceEncoder(nn.Module):
             raise FileNotFoundError(
                 f"{file}: no such file (download https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrain.pth.tar)"
             )
-        try:
-            payload = torch.load(file, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            raise ValueError(f"{file}: not a plain tensor dict, refusing to unpickle it ({err})") from err
+        payload = load_checkpoint(file, "the SwAV checkpoint (a plain tensor dict)")
         if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
             payload = payload["state_dict"]
         model = cls(config)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import math
 import os
-import pickle
 from pathlib import Path
+from typing import Mapping
 
 import torch
 from torch import nn
 
+from genaug.checkpoint import CheckpointError, load_checkpoint
 from genaug.models.icgan.config import ICGANConfig
-from genaug.models.icgan.convert import convert_official_state_dict, detect_released_config, official_generator_file
+from genaug.models.icgan.convert import DROPPED_KEYS, ConversionError, fold_spectral_norm, official_generator_file
 from genaug.models.icgan.layers import Attention, GBlock, OutputBatchNorm
 
 log = logging.getLogger(__name__)
@@ -142,15 +143,80 @@ class Generator(nn.Module):
 
 
 def _load_plain_state_dict(file: Path) -> dict:
-    if not file.is_file():
-        raise FileNotFoundError(f"{file}: no such file")
     try:
-        payload = torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{file}: not a plain tensor dict (refusing to unpickle code); pass the generator "
-            f"weights G_ema_best0.pth, not state_dict_best0.pth ({err})"
-        ) from err
-    if not isinstance(payload, dict):
-        raise ValueError(f"{file}: expected a dict of tensors, found {type(payload).__name__}")
-    return payload
+        return load_checkpoint(file, "a plain tensor dict")
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}; pass the generator weights G_ema_best0.pth, not state_dict_best0.pth") from err
+
+
+# ---- official checkpoint -> this port's state dict (against the Generator's own shapes) ----------------
+def expected_shapes(config: ICGANConfig) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of this port's state dict for ``config`` (built on the meta device)."""
+    with torch.device("meta"):
+        model = Generator(config)
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
+def convert_official_state_dict(official: Mapping[str, torch.Tensor], config: ICGANConfig) -> dict[str, torch.Tensor]:
+    """Official ``G_ema`` state dict -> this port's state dict (spectral norm folded).
+
+    Raises ConversionError naming every leftover, missing or mis-shaped key."""
+    expected = expected_shapes(config)
+    converted: dict[str, torch.Tensor] = {}
+    consumed: set[str] = set()
+    for key in official:
+        if not key.endswith(".u0"):
+            continue
+        prefix = key[: -len(".u0")]
+        if f"{prefix}.weight" not in official:
+            raise ConversionError(f"spectral-norm vector {key} has no weight {prefix}.weight")
+        converted[f"{prefix}.weight"] = fold_spectral_norm(official[f"{prefix}.weight"], official[key], config.sn_eps)
+        consumed.update({key, f"{prefix}.weight"})
+        if f"{prefix}.sv0" in official:  # logging-only buffer, never read by the forward
+            consumed.add(f"{prefix}.sv0")
+    consumed.update(k for k in DROPPED_KEYS if k in official)
+    for key, value in official.items():
+        if key not in consumed and key in expected:
+            converted[key] = value
+            consumed.add(key)
+    _check_complete(official, consumed, converted, expected, config)
+    return converted
+
+
+def _check_complete(official, consumed, converted, expected, config) -> None:
+    problems = []
+    leftover = sorted(set(official) - consumed)
+    unexpected = sorted(set(converted) - set(expected))
+    missing = sorted(set(expected) - set(converted))
+    if leftover or unexpected:
+        problems.append(f"unused checkpoint keys: {leftover + unexpected}")
+    if missing:
+        problems.append(f"missing keys: {missing}")
+    wrong = [
+        f"{k}: checkpoint {tuple(converted[k].shape)} vs model {expected[k]}"
+        for k in sorted(set(converted) & set(expected))
+        if tuple(converted[k].shape) != expected[k]
+    ]
+    if wrong:
+        problems.append(f"shape mismatches: {wrong}")
+    if problems:
+        raise ConversionError(
+            f"checkpoint does not match {config}: " + "; ".join(problems)
+            + ". Pass the config of the released model (ICGANConfig.imagenet256/128/64())."
+        )
+
+
+def detect_released_config(official: Mapping[str, torch.Tensor]) -> ICGANConfig:
+    """The released ImageNet config (256, 128 or 64) whose layout the checkpoint has (shapes only)."""
+    with torch.device("meta"):
+        shapes_only = {k: torch.empty(tuple(v.shape)) for k, v in official.items()}
+    for config in (ICGANConfig.imagenet256(), ICGANConfig.imagenet128(), ICGANConfig.imagenet64()):
+        try:
+            convert_official_state_dict(shapes_only, config)
+        except ConversionError:
+            continue
+        return config
+    raise ConversionError(
+        "checkpoint layout matches none of the released IC-GAN ImageNet configs (256, 128, 64); "
+        "pass config=ICGANConfig(...) describing it"
+    )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from genaug.checkpoint import load_checkpoint
 from genaug.models.maskgit import flax_msgpack
 from genaug.models.maskgit.config import MaskGITConfig
 from genaug.models.maskgit.convert import (
@@ -50,8 +51,8 @@ def load_converted(path: str | Path, cfg: MaskGITConfig | None) -> tuple[MaskGIT
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"converted MaskGIT file {path} does not exist (make it with `genaug convert`)")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != TORCH_FORMAT:
+    blob = load_checkpoint(path, "a converted MaskGIT file")
+    if blob.get("format") != TORCH_FORMAT:
         raise ConversionError(f"{path} is not a converted MaskGIT file ({TORCH_FORMAT}); "
                               "re-create it with `genaug convert`")
     stored = blob["config"]

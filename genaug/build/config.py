@@ -1,7 +1,7 @@
 """Build configuration: the user's settings, their validation before any work, and the resume fingerprint.
 
 `BuildConfig` holds what the user asked for. `resolve()` checks every value (method, preset,
-options, numbers, device, data, output folder, weights, scores) and returns a `ResolvedBuild`;
+options, numbers, device, data, output folder, weights, scores) and returns a `BuildSettings`;
 nothing is decoded, loaded or written before it succeeds. The fingerprint covers only the
 settings that change the output: batch size, worker count and device index do not (device type does).
 """
@@ -9,8 +9,6 @@ settings that change the output: batch size, worker count and device index do no
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -19,17 +17,14 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from genaug import __version__
-from genaug.registry import REGISTRY, MethodSpec, Preset
+from genaug.build.runfiles import fingerprint_inputs, fingerprint_of
+from genaug.device import resolve_device
+from genaug.errors import ConfigError
+from genaug.format import AUG_FORMATS
+from genaug.registry import PRECISIONS, REGISTRY, MethodSpec, Preset
 
 log = logging.getLogger(__name__)
 
-AUG_FORMATS = ("jpg", "png", "webp")
-PRECISIONS = ("auto", "fp32", "bf16")
-FINGERPRINT_VERSION = 3  # bump when the shard content for the same settings changes
-
-
-class ConfigError(ValueError):
-    """A bad user setting; the message names the value and says what to do."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,16 +51,16 @@ class BuildConfig:
     command: tuple[str, ...] = ()  # the command line, recorded in manifest.json
 
 
-@dataclasses.dataclass
-class ResolvedBuild:
-    """A validated configuration with everything looked up."""
+@dataclasses.dataclass(frozen=True)
+class BuildSettings:
+    """A validated configuration with everything looked up (immutable); made once by `resolve`."""
 
     config: BuildConfig
     method: MethodSpec
     preset: Preset
-    options: dict  # validated method options with defaults filled in
+    options: Mapping[str, Any]  # validated method options with defaults filled in
     device: torch.device
-    source: Any  # genaug.sources.Source
+    source: Any  # genaug.build.sources.Source
     weights: dict  # WeightFile.name -> Path
     weights_sha256: dict  # file name -> sha256
     fingerprint_inputs: dict  # the output-affecting settings
@@ -94,36 +89,10 @@ def check_numbers(config: BuildConfig) -> None:
         raise ConfigError(f"--precision {config.precision!r}: choose one of {list(PRECISIONS)}")
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; 'cuda'/'cuda:N' must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from err
-    if device.type == "cpu":
-        return device
-    if device.type != "cuda":
-        raise ConfigError(f"--device {name!r}: unsupported device type; use auto, cpu, cuda or cuda:N")
-    if not torch.cuda.is_available():
-        raise ConfigError(f"--device {name!r}: CUDA is not available here; use --device cpu")
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(
-            f"--device {name!r}: only {torch.cuda.device_count()} CUDA device(s) here; use cuda:0.."
-        )
-    return device
-
-
 def check_scores(names: Sequence[str]) -> tuple[str, ...]:
     if not names:
         return ()
-    try:
-        from genaug.report.scores import SCORES
-    except ImportError as err:
-        raise ConfigError(
-            f"--scores {','.join(names)}: per-sample scores need genaug.report.scores, which is not installed"
-        ) from err
+    from genaug.report.scores import SCORES
     unknown = [n for n in names if n not in SCORES]
     if unknown:
         raise ConfigError(f"--scores {','.join(unknown)}: unknown score; choose from {list(SCORES)}")
@@ -154,23 +123,15 @@ def create_out_dir(out: Path) -> None:
         raise ConfigError(f"--out {out}: cannot create it ({err.strerror}); choose a writable folder") from err
 
 
-LABEL_VALUE = "label"  # an option with this value asks for each sample's class (e.g. --class-token label)
-ALTERNATIVES = (("random", "random"), ("fixed:0", "fixed:N"))  # values probed to suggest instead of "label"
-
-
-def label_options(method: MethodSpec, options: Mapping[str, Any]) -> list[str]:
-    """Names of the options set to "label": they need every sample's ImageNet-1k class index."""
-    return [opt.name for opt in method.options if options.get(opt.name) == LABEL_VALUE]
-
-
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
 def _instead(method: MethodSpec, given: Mapping[str, Any], name: str) -> str:
-    """'add --class-token random (or --class-token fixed:N)': the values the method accepts instead."""
+    """'add --class-token random (or --class-token fixed:N)': the values the method suggests instead
+    (MethodSpec.label_alternatives) that it accepts with the other options given."""
     flag, valid = _flag(name), []
-    for probe, shown in ALTERNATIVES:
+    for probe, shown in method.label_alternatives:
         try:
             method.validate_options({**given, name: probe})
         except ValueError:
@@ -188,7 +149,7 @@ def check_label_options(method: MethodSpec, options: Mapping[str, Any], source: 
     folders named by ImageNet-1k wnids (the class handed to the editor is the ImageNet-1k index).
     `given`: the user's options as passed to validate_options (None: `options`)."""
     given = options if given is None else given
-    for name in label_options(method, options):
+    for name in method.label_options(options):
         flag, instead = _flag(name), _instead(method, given, name)
         description = getattr(source, "description", source)
         if not getattr(source, "labelled", False):
@@ -205,41 +166,8 @@ def check_label_options(method: MethodSpec, options: Mapping[str, Any], source: 
             )
 
 
-def fingerprint_of(inputs: Mapping[str, Any]) -> str:
-    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def fingerprint_inputs(config: BuildConfig, method: MethodSpec, options: Mapping[str, Any],
-                       data: Sequence[str], weights_sha256: Mapping[str, str], device_type: str) -> dict:
-    """The settings that change shard content. Batch size, workers and the device index do not; the
-    device type does (CPU and CUDA kernels differ in the last float bits, so a resume on the other
-    type would mix shards that an uninterrupted run would not have written)."""
-    output_options = {o.name: options[o.name] for o in method.options if o.affects_output}
-    return {
-        "fingerprint_version": FINGERPRINT_VERSION,
-        "method": config.method,
-        "preset": config.preset,
-        "options": output_options,
-        "data": list(data),
-        "limit": config.limit,
-        "seed": config.seed,
-        "shard_size": config.shard_size,
-        "aug_format": config.aug_format,
-        "quality": config.quality,
-        "precision": config.precision,
-        "weights_sha256": dict(sorted(weights_sha256.items())),
-        "scores": list(config.scores),
-        "device_type": device_type,
-    }
-
-
-def differing_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-
-
 def _resolve_data(data: tuple[str, ...] | None):
-    from genaug.sources import SourceError, open_source
+    from genaug.build.sources import SourceError, open_source
 
     arg = None if data is None else (data[0] if len(data) == 1 else list(data))
     try:
@@ -272,7 +200,7 @@ def _resolve_weights(preset: Preset, override: Path | None) -> tuple[dict, dict]
     return dict(found.paths), dict(found.sha256)
 
 
-def resolve(config: BuildConfig) -> ResolvedBuild:
+def resolve(config: BuildConfig) -> BuildSettings:
     """Validate everything before any work; raise ConfigError naming the bad value."""
     check_numbers(config)
     try:
@@ -289,10 +217,10 @@ def resolve(config: BuildConfig) -> ResolvedBuild:
     config = dataclasses.replace(config, out=out)
     weights, sha = _resolve_weights(preset, config.weights)
     inputs = fingerprint_inputs(config, method, options, _data_identity(config.data, source), sha, device.type)
-    return ResolvedBuild(
+    return BuildSettings(
         config=config, method=method, preset=preset, options=options, device=device, source=source,
         weights=weights, weights_sha256=sha, fingerprint_inputs=inputs, fingerprint=fingerprint_of(inputs),
-        label_options=tuple(label_options(method, options)),
+        label_options=tuple(method.label_options(options)),
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from genaug import weights
-from genaug.loading import WEIGHT_LOAD_ERRORS
+from genaug.build.editor import WEIGHT_LOAD_ERRORS
 from genaug.registry import REGISTRY
 
 

@@ -30,8 +30,8 @@ PARENT_POLL_S = 1.0  # how often a worker checks that the build process is still
 class Decoded:
     """One input after the decode stage: either `prepared` or an error `reason`."""
 
-    item: Any  # genaug.sources.SourceItem (bytes dropped after decoding)
-    prepared: Any = None  # genaug.preprocess.Prepared, None when the input is bad
+    item: Any  # genaug.build.sources.SourceItem (bytes dropped after decoding)
+    prepared: Any = None  # genaug.build.preprocess.Prepared, None when the input is bad
     reason: str | None = None  # why the input was skipped
 
 
@@ -58,8 +58,8 @@ def _exit_with_parent(parent_pid: int) -> None:
 def decode_batch(items: Sequence[Any], resolution: int, resample: str = "bicubic") -> tuple[list[Decoded], float]:
     """Read and preprocess each item (resized with the `resample` filter, see preprocess.prepare); bad
     inputs become a Decoded with a reason. Returns seconds spent."""
-    from genaug.preprocess import BadInput, prepare
-    from genaug.sources import read_item_bytes
+    from genaug.build.preprocess import BadInput, prepare
+    from genaug.build.sources.base import read_item_bytes
 
     start = time.perf_counter()
     out = []

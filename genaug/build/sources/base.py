@@ -1,22 +1,5 @@
-"""Input sources: where the images of a build come from, in a deterministic streaming order.
-
-``open_source(data)`` picks the kind from what `data` is (rules in docs/inputs-and-inspect.md):
-
-* ``None``: ``$GENAUG_DATA`` if set, else the photos bundled in ``genaug/samples`` (logged);
-* a brace pattern (``x-{0000..0099}.tar``), a URL, a ``.tar`` file, or a list of them: WebDataset
-  shards (``jpg``/``jpeg``/``png``/``webp`` image field, optional ``cls`` label);
-* a directory that holds no images itself and whose every subfolder directly holds images:
-  ImageNet-style class folders (label = index of the folder name in sorted order);
-* any other directory: all images below it, recursively, unlabelled;
-* a ``.json`` file: a wids shard index (its ``shardlist`` urls, relative to its folder; genaug.shardsource);
-* any other file: a text/CSV list of ``path[,label]`` lines (genaug.filelist).
-
-Each item also carries ``class_index``, its ImageNet-1k class index (what class-conditional editors
-are given): the index of the folder's wnid among the 1000 ImageNet-1k wnids for class folders, the
-numeric label itself for file lists and shards, None when unknown or outside 0..999.
-
-Iteration streams: directories are listed one at a time (os.scandir, sorted by name), list files
-and tars are read line by line / member by member, so memory does not grow with the dataset size.
+"""The common parts of input sources: `SourceItem`, the `Source` base, key rules, folder sources and
+`read_item_bytes`. The kinds of --data and how one is picked are described in genaug/build/sources/__init__.py.
 """
 
 from __future__ import annotations
@@ -28,14 +11,11 @@ import re
 import tarfile
 import zlib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import Iterator
 
-import braceexpand
-
-from genaug.imagenet import as_imagenet1k_index, imagenet1k_index
-from genaug.preprocess import BadInput
+from genaug.build.preprocess import BadInput
+from genaug.build.sources.imagenet import as_imagenet1k_index, imagenet1k_index
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +30,6 @@ CLEAN_KEY = re.compile(r"[A-Za-z0-9_-]{1,80}")
 WNID_KEY = re.compile(r"(n\d{8})_[A-Za-z0-9_-]+")
 LABEL = re.compile(r"\d+")  # a label in a list file or a cls field: a non-negative integer
 ENV_DATA = "GENAUG_DATA"
-WIDS_KIND = "wids-shard-index-v1"
 SHARD_READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)  # an input shard that breaks
 
 
@@ -232,112 +211,6 @@ def imagenet_classes(root: Path) -> list[str] | None:
 def strip_suffix(path: str) -> str:
     head, _, name = path.rpartition("/")
     return f"{head}/{name.rsplit('.', 1)[0]}" if "." in name else path
-
-
-def _is_remote(url: str) -> bool:
-    return "://" in url or url.startswith("pipe:")
-
-
-def iter_tar_samples(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {field: bytes}) per sample of the tar at `url` (a path or a webdataset.gopen URL)."""
-    if _is_remote(url):
-        import webdataset  # lazily: it imports torch, which decode workers do not need
-
-        stream = webdataset.gopen(url, "rb")
-    else:
-        stream = open(url, "rb")
-    with stream:
-        yield from iter_tar_stream(stream)
-
-
-def iter_tar_stream(fileobj: IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {field: bytes}) per sample of a tar read sequentially from `fileobj`; members are
-    grouped like WebDataset: key = path up to the first '.' of the file name, field = the rest
-    (lower case); consecutive members with the same key form one sample."""
-    with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
-        key, fields = None, {}
-        for member in tar:
-            if not member.isfile():
-                continue
-            folder, _, name = member.name.rpartition("/")
-            if "." not in name or name.startswith("."):
-                continue
-            stem, field = name.split(".", 1)
-            member_key = f"{folder}/{stem}" if folder else stem
-            if member_key != key and key is not None:
-                yield key, fields
-                fields = {}
-            key = member_key
-            fields[field.lower()] = tar.extractfile(member).read()
-        if key is not None:
-            yield key, fields
-
-
-def expand_shards(data: str | Sequence[str]) -> list[str]:
-    """Brace-expand each pattern; keep the given order."""
-    items = [data] if isinstance(data, str) else list(data)
-    return [url for item in items for url in braceexpand.braceexpand(item)]
-
-
-def looks_like_shards(value: str) -> bool:
-    return ("{" in value and ".." in value) or _is_remote(value) or value.lower().endswith(SHARD_SUFFIXES)
-
-
-def bundled_samples_dir() -> Path:
-    return Path(str(resources.files("genaug") / "samples"))
-
-
-def open_source(data: str | Sequence[str] | None, kind: str | None = None) -> Source:
-    """Open a --data value (see module doc). `kind` = "image-folder" forces an unlabelled recursive
-    walk of a folder that would otherwise be taken as class folders. SourceError messages name the
-    value as given (``--data X``, or ``$GENAUG_DATA=X`` when it came from the environment)."""
-    if kind not in (None, "image-folder"):
-        raise SourceError(f"source kind {kind!r}: only 'image-folder' can be forced (or leave it unset)")
-    if data is None or (not isinstance(data, str) and len(data) == 0):
-        env = os.environ.get(ENV_DATA, "").strip()
-        if env:
-            log.info("--data not given: using $%s = %s", ENV_DATA, env)
-            return _open_one(env, kind, f"${ENV_DATA}={env}")
-        samples = bundled_samples_dir()
-        log.info("--data not given and $%s unset: using the bundled sample photos in %s", ENV_DATA, samples)
-        return ImageFolderSource(samples, kind="samples")
-    if isinstance(data, str):
-        return _open_one(data, kind, f"--data {data}")
-    values = [str(v) for v in data]
-    if len(values) == 1:
-        return _open_one(values[0], kind, f"--data {values[0]}")
-    bad = [v for v in values if not looks_like_shards(v)]
-    if bad:
-        raise SourceError(f"--data {bad[0]}: several --data values must all be shards (.tar files or "
-                          "brace patterns); give a single folder or file list instead")
-    from genaug.shardsource import ShardSource  # here: genaug.shardsource imports this module
-
-    return ShardSource(expand_shards(values), named="--data")
-
-
-def _open_one(data: str, kind: str | None, named: str) -> Source:
-    from genaug.filelist import FileListSource  # here: these modules import this one
-    from genaug.shardsource import ShardSource, read_wids_index
-
-    value = os.path.expanduser(data)
-    if looks_like_shards(value):
-        return ShardSource(expand_shards(value), named=named)
-    path = Path(value)
-    if not path.exists():
-        raise SourceError(f"{named}: no such file or folder; give an image folder, ImageNet-style "
-                          "class folders, a path[,label] list file, a wids index.json, or WebDataset shards")
-    if path.is_dir():
-        try:
-            classes = None if kind == "image-folder" else imagenet_classes(path)
-            return ImageNetFolderSource(path, classes) if classes else ImageFolderSource(path, named=named)
-        except OSError as err:
-            raise SourceError(f"{named}: cannot read the folder {err.filename or path} ({err.strerror or err}); "
-                              "check its permissions") from err
-    if is_image_name(path.name):
-        raise SourceError(f"{named}: is a single image; give the folder holding it, or a list file")
-    if path.suffix.lower() == ".json":
-        return ShardSource(read_wids_index(path, named), named=named)
-    return FileListSource(path, named=named)
 
 
 def read_item_bytes(item: SourceItem) -> bytes:

@@ -16,9 +16,9 @@ def finalize(out: Path, quiet: bool) -> None:
 
     Run it once every rank has ended; it names the shards (and ranks) still missing otherwise.
     """
-    from genaug.config import ConfigError
-    from genaug.finalize import finalize as merge
-    from genaug.pipeline import BuildError
+    from genaug.build.finalize import finalize as merge  # here: the build imports torch, --help does not
+    from genaug.build.pipeline import BuildError
+    from genaug.errors import ConfigError
 
     try:
         summary = merge(out)

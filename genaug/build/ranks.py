@@ -20,7 +20,7 @@ import dataclasses
 import os
 from typing import Mapping
 
-from genaug.config import ConfigError
+from genaug.errors import ConfigError
 
 TORCHRUN = "torchrun"
 SLURM = "slurm"

@@ -17,10 +17,17 @@ import sys
 import tarfile
 from pathlib import Path
 
-from genaug.sources import (
-    CLEAN_KEY, LABEL, SHARD_IMAGE_FIELDS, SHARD_READ_ERRORS, WIDS_KIND, WNID_KEY, Source, SourceError, _is_remote,
-    iter_tar_samples, slug_key,
+from genaug.build.sources.base import (
+    CLEAN_KEY,
+    LABEL,
+    SHARD_IMAGE_FIELDS,
+    SHARD_READ_ERRORS,
+    WNID_KEY,
+    Source,
+    SourceError,
+    slug_key,
 )
+from genaug.format import INDEX_KIND, index_urls, is_remote, iter_tar_samples
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +79,7 @@ def tar_end_problem(url: str) -> str | None:
     tarfile stops without an error at a header that is cut off or invalid after the first one, which
     would silently drop the rest of the shard; a proper tar ends with two zero blocks and zero padding
     (only headers are read here: tarfile seeks over the member data)."""
-    if _is_remote(url) or not url.lower().endswith(".tar"):
+    if is_remote(url) or not url.lower().endswith(".tar"):
         return None  # compressed or remote: only what tarfile itself reports
     with tarfile.open(url, "r:") as tar:
         for _ in tar:
@@ -99,18 +106,18 @@ def broken_shard_key(url: str) -> str:
 
 def _check_local_shards(urls: list[str], named: str) -> None:
     """Every local shard exists and starts with a tar header; no shard is given twice."""
-    missing = [u for u in urls if not _is_remote(u) and not os.path.isfile(u)]
+    missing = [u for u in urls if not is_remote(u) and not os.path.isfile(u)]
     if missing:
         raise SourceError(f"{named}: shard file {missing[0]} does not exist ({len(missing)} of {len(urls)} "
                           "shards missing); check the path or brace pattern")
     seen: dict[str, str] = {}
     for url in urls:
-        ident = url if _is_remote(url) else os.path.realpath(url)
+        ident = url if is_remote(url) else os.path.realpath(url)
         if ident in seen:
             raise SourceError(f"{named}: shard {url} is given twice (also as {seen[ident]}); give each input "
                               "shard once (its samples would be duplicated)")
         seen[ident] = url
-        if _is_remote(url):
+        if is_remote(url):
             _check_scheme(url, named)
         else:
             _check_header(url, named)
@@ -176,8 +183,6 @@ def read_wids_index(path: Path, named: str) -> list[str]:
     if not isinstance(shardlist, list) or not shardlist or not all(
             isinstance(s, dict) and isinstance(s.get("url"), str) for s in shardlist):
         kind = doc.get("__kind__") if isinstance(doc, dict) else None
-        raise SourceError(f"{named}: not a wids shard index (__kind__ {kind!r}, expected {WIDS_KIND!r} with a "
+        raise SourceError(f"{named}: not a wids shard index (__kind__ {kind!r}, expected {INDEX_KIND!r} with a "
                           "non-empty shardlist of {url, ...}); give shards, a folder or a path[,label] list")
-    base = path.parent
-    return [s["url"] if _is_remote(s["url"]) or os.path.isabs(s["url"]) else str(base / s["url"])
-            for s in shardlist]
+    return index_urls(doc, path.parent)

@@ -1,10 +1,10 @@
 """One rank of a build spread over several processes: torchrun, srun, or job-array tasks.
 
 Shard i is input chunk i whatever the world size, so who builds it does not change its bytes. Rank
-r builds the chunks i with ``i % world_size == r`` (genaug.ranks): every rank walks the whole input
+r builds the chunks i with ``i % world_size == r`` (genaug.build.ranks): every rank walks the whole input
 *listing* (it needs the positions), but passes over the other ranks' chunks without reading or
 decoding their images, exactly as a resume passes over finished shards. Each rank writes its shards
-and their stats files; the run files are merged in shard order afterwards (genaug.finalize).
+and their stats files; the run files are merged in shard order afterwards (genaug.build.finalize).
 
 Ranks of torchrun and srun meet twice through a gloo process group (no GPU collective): right after
 start-up (so a missing rank is noticed in minutes, not after hours of work) and at the end, where
@@ -34,10 +34,9 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from genaug import runfiles
-from genaug.batches import device_name
-from genaug.config import BuildConfig, ConfigError, ResolvedBuild, create_out_dir, resolve
-from genaug.finalize import (
+from genaug.build import runfiles
+from genaug.build.config import BuildConfig, BuildSettings, create_out_dir, resolve
+from genaug.build.finalize import (
     DONE,
     RUNNING,
     merge_run,
@@ -47,10 +46,11 @@ from genaug.finalize import (
     write_identity,
     write_rank_state,
 )
-from genaug.pipeline import (
+from genaug.build.pipeline import (
     BuildError,
     BuildSummary,
     Progress,
+    _check_previous,
     _checked_editor,
     _manifest,
     _Runner,
@@ -59,8 +59,10 @@ from genaug.pipeline import (
     iter_batches,
     probe_batch1_ms,
 )
-from genaug.ranks import Ranks, rank_device
-from genaug.workers import make_executor
+from genaug.build.ranks import Ranks, rank_device
+from genaug.build.workers import make_executor
+from genaug.device import device_name
+from genaug.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +80,19 @@ def run_rank(config: BuildConfig, ranks: Ranks, progress: Progress | None = None
                           f"delete it first (rm -r {config.out}) and rerun without --overwrite")
     if ranks.meets:
         _check_rendezvous_env(ranks)
-    resolved = resolve(dataclasses.replace(config, device=rank_device(config.device, ranks)))
-    out = resolved.config.out
+    settings = resolve(dataclasses.replace(config, device=rank_device(config.device, ranks)))
+    out = settings.config.out
     editor = None
     if not out.is_dir():
-        editor = _checked_editor(resolved)
+        editor = _checked_editor(settings)
         create_out_dir(out)
-    with joined(out, resolved.fingerprint, ranks), _sigterm_as_interrupt():
-        runfiles.check_previous_build(resolved)
+    with joined(out, settings.fingerprint, ranks), _sigterm_as_interrupt():
+        _check_previous(settings)
         if editor is None:
-            editor = _checked_editor(resolved)
+            editor = _checked_editor(settings)
         group = _meet(ranks) if ranks.meets else None
         try:
-            state, own = _rank_work(resolved, editor, ranks, (start_unix, start), progress)
+            state, own = _rank_work(settings, editor, ranks, (start_unix, start), progress)
             if group is not None:
                 _wait_for_all(group, ranks)
         finally:
@@ -269,26 +271,26 @@ def _remove_own_temp_files(out: Path, ranks: Ranks) -> None:
             path.unlink(missing_ok=True)
 
 
-def _rank_work(resolved: ResolvedBuild, editor, ranks: Ranks, started: tuple[float, float],
+def _rank_work(settings: BuildSettings, editor, ranks: Ranks, started: tuple[float, float],
                progress: Progress | None) -> tuple[dict, list[dict]]:
     """Build this rank's missing shards; returns its final state document and its shards' stats."""
-    out, config = resolved.config.out, resolved.config
+    out, config = settings.config.out, settings.config
     _remove_own_temp_files(out, ranks)
-    done = runfiles.done_shards(out, resolved.fingerprint, only=ranks.owns)
-    state = {"config_fingerprint": resolved.fingerprint, "rank": ranks.rank, "world_size": ranks.world_size,
-             "launcher": ranks.launcher, "status": RUNNING, "device": str(resolved.device),
-             "device_name": device_name(resolved.device), "started_unix": started[0], "shards_resumed": len(done)}
+    done = runfiles.done_shards(out, settings.fingerprint, only=ranks.owns)
+    state = {"config_fingerprint": settings.fingerprint, "rank": ranks.rank, "world_size": ranks.world_size,
+             "launcher": ranks.launcher, "status": RUNNING, "device": str(settings.device),
+             "device_name": device_name(settings.device), "started_unix": started[0], "shards_resumed": len(done)}
     write_rank_state(out, state)
-    state["batch1_ms_per_image"] = round(probe_batch1_ms(editor, resolved.device, config.seed), 3)
-    runfiles.write_manifest(out, _manifest(resolved, editor, status="running", started_at=_utc_now()),
+    state["batch1_ms_per_image"] = round(probe_batch1_ms(editor, settings.device, config.seed), 3)
+    runfiles.write_manifest(out, _manifest(settings, editor, status="running", started_at=_utc_now()),
                             tag=f".rank{ranks.rank}")
     if progress is not None:
         progress.start(None)
     pool = make_executor(config.num_workers)
-    runner = _Runner(resolved, editor, pool, progress)
+    runner = _Runner(settings, editor, pool, progress)
     runner.write_run_files = False
     runner.stats.update(done)
-    listing = _Counted(resolved.source)
+    listing = _Counted(settings.source)
     events = _FirstEvent(iter_batches(listing, config.shard_size, config.batch_size, config.limit,
                                       _NotOwned(done, ranks)))
     drive(runner, pool, events)

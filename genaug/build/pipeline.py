@@ -11,26 +11,32 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
-from concurrent.futures.process import BrokenProcessPool
 import dataclasses
 import logging
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 import torch
 
-from genaug import runfiles
-from genaug.batches import (
-    EditorError, ShardRun, class_problem, device_name, edit_batch, editor_num_classes, editor_resample, make_members,
+from genaug.build import runfiles
+from genaug.build.batches import (
+    EditorError,
+    class_problem,
+    edit_batch,
+    make_members,
+    model_input,
     run_info,
 )
-from genaug.config import BuildConfig, ConfigError, ResolvedBuild, create_out_dir, resolve, versions
-from genaug.loading import make_editor
+from genaug.build.config import BuildConfig, BuildSettings, ConfigError, create_out_dir, resolve, versions
+from genaug.build.editor import make_editor
+from genaug.build.shard import ShardRun
+from genaug.build.workers import decode_batch, encode_batch, make_executor
+from genaug.device import device_name
 from genaug.methods.editing import unchunked
-from genaug.workers import decode_batch, encode_batch, make_executor
 
 log = logging.getLogger(__name__)
 
@@ -122,15 +128,15 @@ def probe_batch1_ms(editor, device: torch.device, seed: int, repeats: int = 3) -
 class _Runner:
     """The main loop: keeps decode and encode tasks in flight and writes finished batches in order."""
 
-    def __init__(self, resolved: ResolvedBuild, editor, pool: cf.Executor, progress: Progress | None):
-        self.resolved = resolved
-        self.config = resolved.config
+    def __init__(self, settings: BuildSettings, editor, pool: cf.Executor, progress: Progress | None):
+        self.settings = settings
+        self.config = settings.config
         self.editor = editor
         self.pool = pool
         self.progress = progress
-        self.info = run_info(resolved)
-        self.resample = editor_resample(editor, resolved.preset.name)  # filter of the decode workers' resize
-        self.num_classes = editor_num_classes(editor)
+        self.info = run_info(settings)
+        self.facts = shard_facts(settings)
+        self.input = model_input(settings.preset, editor)  # how the decode workers resize, classes accepted
         workers = max(1, self.config.num_workers)
         self.decode_window = 2 * workers + 1  # decoded batches in flight
         self.encode_window = workers + 1  # model outputs waiting for encode
@@ -139,7 +145,7 @@ class _Runner:
         self.stats: dict[int, dict] = {}  # shard index -> stats of every complete shard (small)
         self.inputs = 0
         self._mark = time.perf_counter()  # end of the previous shard: a shard's wall time starts here
-        self.write_run_files = True  # False when several ranks share --out (genaug.distributed merges them)
+        self.write_run_files = True  # False when several ranks share --out (genaug.build.distributed merges them)
 
     def run(self, events: Iterator[_Batch | _ChunkEnd]) -> None:
         queue = collections.deque()
@@ -152,7 +158,7 @@ class _Runner:
                     return
                 future = None
                 if isinstance(event, _Batch):
-                    future = self.pool.submit(decode_batch, event.items, self.editor.resolution, self.resample)
+                    future = self.pool.submit(decode_batch, event.items, self.input.resolution, self.input.resample)
                     in_flight += 1
                 queue.append((event, future))
 
@@ -170,7 +176,7 @@ class _Runner:
 
     def _shard(self, chunk: int) -> ShardRun:
         if chunk not in self.shards:
-            self.shards[chunk] = ShardRun(self.config.out, chunk, start=self._mark)
+            self.shards[chunk] = ShardRun(self.config.out, chunk, start=self._mark, facts=self.facts)
         return self.shards[chunk]
 
     def _edit(self, shard: ShardRun, decoded: list) -> None:
@@ -182,7 +188,7 @@ class _Runner:
         edited, future = None, None
         if good:
             try:
-                edited = edit_batch(self.editor, good, self.resolved, shard)
+                edited = edit_batch(self.editor, good, self.settings, shard)
             except EditorError as err:
                 raise BuildError(str(err)) from err
             future = self.pool.submit(encode_batch, edited.aug, self.config.aug_format, self.config.quality)
@@ -194,7 +200,7 @@ class _Runner:
         """`decoded`, or a skipped copy of it when its class cannot condition the editor."""
         if decoded.prepared is None:
             return decoded
-        reason = class_problem(decoded.item, self.resolved.label_options, self.num_classes)
+        reason = class_problem(decoded.item, self.settings.label_options, self.input.num_classes)
         return decoded if reason is None else dataclasses.replace(decoded, prepared=None, reason=reason)
 
     def _write_next(self) -> None:
@@ -205,7 +211,7 @@ class _Runner:
             start = time.perf_counter()
             for sample, aug_bytes in zip(edited.samples, encoded):
                 key, members = make_members(sample, aug_bytes, self.info)
-                shard.writer.add(key, members)
+                shard.add(key, members)
             shard.timings["write"] += time.perf_counter() - start
         if self.progress is not None:
             self.progress.update(ninputs)
@@ -213,54 +219,64 @@ class _Runner:
     def _finish_shard(self, shard: ShardRun) -> None:
         while self.pending:
             self._write_next()
-        stats = shard.finish(self.resolved)
-        runfiles.write_stats(self.config.out, stats)
+        stats = shard.finish()
         self.stats[shard.index] = stats
         if self.write_run_files:
             runfiles.write_run_files(self.config.out, self.stats.values())
         self.inputs += shard.inputs
         del self.shards[shard.index]
         self._mark = time.perf_counter()
-        log.info("%s: %d samples, %d skipped, %.1f images/s", shard.writer.path.name,
+        log.info("%s: %d samples, %d skipped, %.1f images/s", shard.name,
                  stats["nsamples"], stats["nerrors"], stats["images_per_s"])
 
     def abort(self) -> None:
         for shard in self.shards.values():
-            shard.writer.abort()
+            shard.abort()
+
+
+def shard_facts(settings: BuildSettings) -> dict:
+    """The run's fields copied into every shard's stats file."""
+    return {
+        "config_fingerprint": settings.fingerprint,
+        "batch_size": settings.config.batch_size,
+        "num_workers": settings.config.num_workers,
+        "device": str(settings.device),
+        "device_name": device_name(settings.device),
+    }
 
 
 def _utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _timing(resolved: ResolvedBuild, batch1_ms: float, stats: list[dict]) -> dict:
+def _timing(settings: BuildSettings, batch1_ms: float, stats: list[dict]) -> dict:
     model_s = sum(s["timings_s"]["model"] for s in stats)
     samples = sum(s["nsamples"] for s in stats)
     return {
         "batch1_ms_per_image": round(batch1_ms, 3),
         "batch_ms_per_image": round(1000.0 * model_s / samples, 3) if samples else None,
-        "batch_size": resolved.config.batch_size,
-        "device": str(resolved.device),
-        "device_name": device_name(resolved.device),
+        "batch_size": settings.config.batch_size,
+        "device": str(settings.device),
+        "device_name": device_name(settings.device),
     }
 
 
-def _manifest(resolved: ResolvedBuild, editor, **extra) -> dict:
-    config = resolved.config
-    settings = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-    settings.update(out=str(config.out), weights=None if config.weights is None else str(config.weights),
+def _manifest(settings: BuildSettings, editor, **extra) -> dict:
+    config = settings.config
+    recorded = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    recorded.update(out=str(config.out), weights=None if config.weights is None else str(config.weights),
                     data=None if config.data is None else list(config.data), scores=list(config.scores),
-                    options=resolved.options, device=str(resolved.device))
-    settings.pop("command")
-    source = resolved.source
+                    options=dict(settings.options), device=str(settings.device))
+    recorded.pop("command")
+    source = settings.source
     return {
         "command": list(config.command),
-        "config": settings,
-        "config_fingerprint": resolved.fingerprint,
-        "fingerprint_inputs": resolved.fingerprint_inputs,
+        "config": recorded,
+        "config_fingerprint": settings.fingerprint,
+        "fingerprint_inputs": settings.fingerprint_inputs,
         "versions": versions(),
-        "weights_sha256": dict(sorted(resolved.weights_sha256.items())),
-        "weights": {name: str(path) for name, path in sorted(resolved.weights.items())},
+        "weights_sha256": dict(sorted(settings.weights_sha256.items())),
+        "weights": {name: str(path) for name, path in sorted(settings.weights.items())},
         "source": {"kind": source.kind, "description": source.description, "labelled": bool(source.labelled)},
         "editor": editor.describe(),
         **extra,
@@ -296,47 +312,52 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildSum
     Raises ConfigError before any work for bad settings, BuildError when the editor fails.
     """
     start, started_at = time.perf_counter(), _utc_now()
-    resolved = resolve(config)  # creates nothing
-    out = resolved.config.out
+    settings = resolve(config)  # creates nothing
+    out = settings.config.out
     if out.is_dir():  # lock it while checking, so a running build is refused before the model loads
         with runfiles.exclusive(out):
-            runfiles.check_previous_build(resolved)
-            editor = _checked_editor(resolved)
-            return _build(resolved, editor, start, started_at, progress)
-    editor = _checked_editor(resolved)
+            _check_previous(settings)
+            editor = _checked_editor(settings)
+            return _build(settings, editor, start, started_at, progress)
+    editor = _checked_editor(settings)
     create_out_dir(out)  # every check has passed: only now does --out exist
     with runfiles.exclusive(out):
-        runfiles.check_previous_build(resolved)  # another build may have made it meanwhile
-        return _build(resolved, editor, start, started_at, progress)
+        _check_previous(settings)  # another build may have made it meanwhile
+        return _build(settings, editor, start, started_at, progress)
 
 
-def _checked_editor(resolved: ResolvedBuild):
+def _check_previous(settings: BuildSettings) -> None:
+    config = settings.config
+    runfiles.check_previous_build(config.out, config.overwrite, settings.fingerprint, settings.fingerprint_inputs)
+
+
+def _checked_editor(settings: BuildSettings):
     """The editor, after the checks that need it (nothing in --out has changed yet)."""
-    editor = make_editor(resolved)
+    editor = make_editor(settings)
     try:
-        editor_resample(editor, resolved.preset.name)
+        model_input(settings.preset, editor)
     except EditorError as err:
         raise BuildError(str(err)) from err
     return editor
 
 
-def _build(resolved: ResolvedBuild, editor, start: float, started_at: str,
+def _build(settings: BuildSettings, editor, start: float, started_at: str,
            progress: Progress | None) -> BuildSummary:
-    out = resolved.config.out
-    done = runfiles.prepare_out(resolved)
+    out = settings.config.out
+    done = runfiles.prepare_out(out, settings.config.overwrite, settings.fingerprint)
     if done:
         log.info("%d shard(s) already complete in %s; skipping them", len(done), out)
-    batch1_ms = probe_batch1_ms(editor, resolved.device, resolved.config.seed)
-    runfiles.write_manifest(out, _manifest(resolved, editor, status="running", started_at=started_at))
+    batch1_ms = probe_batch1_ms(editor, settings.device, settings.config.seed)
+    runfiles.write_manifest(out, _manifest(settings, editor, status="running", started_at=started_at))
     if progress is not None:
-        progress.start(resolved.config.limit)
+        progress.start(settings.config.limit)
         progress.update(sum(int(s.get("ninputs", 0)) for s in done.values()))
-        count_inputs_in_background(resolved.source, resolved.config.limit, progress)
-    pool = make_executor(resolved.config.num_workers)
-    runner = _Runner(resolved, editor, pool, progress)
+        count_inputs_in_background(settings.source, settings.config.limit, progress)
+    pool = make_executor(settings.config.num_workers)
+    runner = _Runner(settings, editor, pool, progress)
     runner.stats.update(done)
-    events = iter_batches(iter(resolved.source), resolved.config.shard_size, resolved.config.batch_size,
-                          resolved.config.limit, set(done))
+    events = iter_batches(iter(settings.source), settings.config.shard_size, settings.config.batch_size,
+                          settings.config.limit, set(done))
     drive(runner, pool, events)
     stats = sorted(runner.stats.values(), key=lambda s: int(s["shard"]))
     runfiles.write_run_files(out, stats)
@@ -349,8 +370,8 @@ def _build(resolved: ResolvedBuild, editor, start: float, started_at: str,
         "shards_resumed": len(done),
     }
     runfiles.write_manifest(out, _manifest(
-        resolved, editor, status="complete", started_at=started_at, finished_at=_utc_now(),
-        wall_time_s=round(wall, 3), counts=counts, timing=_timing(resolved, batch1_ms, stats),
+        settings, editor, status="complete", started_at=started_at, finished_at=_utc_now(),
+        wall_time_s=round(wall, 3), counts=counts, timing=_timing(settings, batch1_ms, stats),
     ))
     summary = BuildSummary(out=out, wall_s=wall, images_per_s=runner.inputs / wall if wall > 0 else 0.0, **counts)
     log.info("build finished in %.1f s: %d pairs, %d inputs skipped, %d shards (%d resumed) in %s",

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import click
 
-from genaug.config import AUG_FORMATS, PRECISIONS, BuildConfig, ConfigError
-from genaug.pipeline import BuildError, run_build
-from genaug.ranks import detect_ranks
-from genaug.registry import REGISTRY
+from genaug.errors import ConfigError
+from genaug.format import AUG_FORMATS
+from genaug.registry import PRECISIONS, REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +156,13 @@ def _rank_prefix(ranks):
             handler.setFormatter(formatter)
 
 
-def _run(config: BuildConfig, ranks, progress):
+def _run(config, ranks, progress):
+    """One process's build: the whole of it, or one rank's share (genaug.build.distributed)."""
     if not ranks.distributed:
+        from genaug.build.pipeline import run_build
+
         return run_build(config, progress=progress)
-    from genaug.distributed import run_rank
+    from genaug.build.distributed import run_rank
 
     return run_rank(config, ranks, progress=progress)
 
@@ -200,6 +202,10 @@ def build(method, preset, data, out, batch_size, num_workers, device, precision,
     Rerunning the same command resumes: complete shards are kept and the rest is rebuilt. Under torchrun
     or srun, or with --rank/--world-size, each process builds its share of the shards (docs/build.md).
     """
+    from genaug.build.config import BuildConfig  # here: the build imports torch, --help does not need it
+    from genaug.build.pipeline import BuildError
+    from genaug.build.ranks import detect_ranks
+
     ctx = click.get_current_context()
     try:
         ranks = detect_ranks(rank, world_size)

@@ -1,27 +1,25 @@
-"""One batch through the editor, one sample into shard members, and one shard's bookkeeping."""
+"""One batch through the editor, and one edited sample into its shard members (docs/contracts.md)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from genaug import __version__
-from genaug.config import ResolvedBuild
-from genaug.imagenet import NUM_CLASSES
-from genaug.preprocess import DEFAULT_RESAMPLE, check_resample
+from genaug.build.config import BuildSettings
+from genaug.build.preprocess import check_resample
+from genaug.build.shard import ShardRun
+from genaug.build.sources.imagenet import NUM_CLASSES
+from genaug.format import CLS, JSON, REAL, aug_member
 from genaug.seeding import sample_seed
-from genaug.shards import ShardWriter
 
 log = logging.getLogger(__name__)
 
-STAGES = ("read_decode", "model", "encode", "write")  # per-shard timings_s keys besides "wall"
 
 
 class EditorError(RuntimeError):
@@ -43,38 +41,23 @@ class Sample:
 class EditedBatch:
     samples: list[Sample]  # in input order
     aug: np.ndarray  # (B, 3, H, W) uint8, to be encoded in a worker
-    nerrors: int = 0  # bad inputs of the same decoded batch (for progress)
 
 
-def device_name(device: torch.device) -> str:
-    """GPU model name, or the CPU model from /proc/cpuinfo (else the platform's machine name)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        log.debug("no /proc/cpuinfo; using the platform name")
-    return platform.processor() or platform.machine() or "cpu"
-
-
-def run_info(resolved: ResolvedBuild) -> dict:
+def run_info(settings: BuildSettings) -> dict:
     """The json fields shared by every sample of a run."""
     return {
-        "method": resolved.method.name,
-        "preset": resolved.preset.name,
-        "weights_sha256": dict(sorted(resolved.weights_sha256.items())),
-        "run_seed": resolved.config.seed,
+        "method": settings.method.name,
+        "preset": settings.preset.name,
+        "weights_sha256": dict(sorted(settings.weights_sha256.items())),
+        "run_seed": settings.config.seed,
         "genaug_version": __version__,
-        "aug_format": resolved.config.aug_format,
+        "aug_format": settings.config.aug_format,
     }
 
 
 def class_problem(item, label_options, num_classes: int) -> str | None:
     """Why `item` cannot be edited when options in `label_options` (e.g. class_token) condition on its
-    ImageNet-1k class, or None when it can (or no option needs the class). `num_classes`: the editor's."""
+    ImageNet-1k class, or None when it can (or no option needs the class). `num_classes`: ModelInput's."""
     if not label_options:
         return None
     needs = " and ".join("--" + name.replace("_", "-") + " label" for name in label_options)
@@ -91,19 +74,35 @@ def class_problem(item, label_options, num_classes: int) -> str | None:
     return f"class index {index} is outside the model's classes (0..{num_classes - 1}), which {needs} needs"
 
 
-def editor_resample(editor, preset: str) -> str:
-    """The resize filter the editor wants for its input (`input_resample`, default bicubic);
-    EditorError when it names no known filter."""
-    resample = getattr(editor, "input_resample", DEFAULT_RESAMPLE)
+@dataclasses.dataclass(frozen=True)
+class ModelInput:
+    """How the decode workers must prepare the editor's input, and the classes it accepts."""
+
+    resolution: int  # side of the square model input
+    resample: str  # PIL filter of the resize: "bicubic" | "bilinear"
+    num_classes: int  # class indices the editor accepts: 0..num_classes-1 (at most ImageNet-1k's 1000)
+
+
+def model_input(preset, editor) -> ModelInput:
+    """The preset's declared input facts (Preset.resolution, input_resample, num_classes); a preset that
+    declares one not (plugins, tests) leaves it to the built editor's attribute (Editor contract).
+    EditorError when the editor contradicts its preset or names no known filter."""
+    declared = {"resolution": preset.resolution, "input_resample": preset.input_resample,
+                "num_classes": preset.num_classes}
+    facts = {}
+    for name, value in declared.items():
+        own = getattr(editor, name)
+        if value is not None and own is not None and own != value:
+            raise EditorError(f"editor {preset.name!r} broke the contract: its {name} {own!r} is not its "
+                              f"preset's {value!r}")
+        facts[name] = value if value is not None else own
     try:
-        return check_resample(resample)
+        resample = check_resample(facts["input_resample"])
     except ValueError as err:
-        raise EditorError(f"editor {preset!r} broke the contract: input_resample {err}") from err
-
-
-def editor_num_classes(editor) -> int:
-    """Classes a class-conditional editor accepts (its `num_classes`, at most ImageNet-1k's 1000)."""
-    return min(NUM_CLASSES, int(getattr(editor, "num_classes", NUM_CLASSES)))
+        raise EditorError(f"editor {preset.name!r} broke the contract: input_resample {err}") from err
+    classes = facts["num_classes"]
+    return ModelInput(int(facts["resolution"]), resample,
+                      NUM_CLASSES if classes is None else min(NUM_CLASSES, int(classes)))
 
 
 def editor_labels(items) -> torch.Tensor:
@@ -131,37 +130,33 @@ def _check_result(result, n: int, preset: str) -> None:
 
 
 def compute_sample_scores(names, real: torch.Tensor, aug: torch.Tensor) -> list[dict]:
-    """Scores of each pair: `aug` (B,3,H,W) is resized to `real` (B,3,R,R) first (bicubic, antialiased)."""
+    """Scores of each pair (compute_scores resizes `aug` (B,3,H,W) to `real` (B,3,R,R) when they differ)."""
     from genaug.report.scores import compute_scores
 
-    if aug.shape[-2:] != real.shape[-2:]:
-        resized = torch.nn.functional.interpolate(aug.float(), size=tuple(real.shape[-2:]), mode="bicubic",
-                                                  antialias=True, align_corners=False)
-        aug = resized.round().clamp(0, 255).to(torch.uint8)
     values = compute_scores(list(names), real, aug)
     return [{name: float(values[name][i]) for name in names} for i in range(real.shape[0])]
 
 
-def edit_batch(editor, good: list, resolved: ResolvedBuild, shard: "ShardRun") -> EditedBatch:
+def edit_batch(editor, good: list, settings: BuildSettings, shard: ShardRun) -> EditedBatch:
     """Run the editor on the decoded inputs `good` (all valid); raise EditorError on failure."""
-    config = resolved.config
+    config = settings.config
     images = np.stack([d.prepared.image for d in good])  # (B, R, R, 3) uint8
     seeds = [sample_seed(config.seed, d.item.key) for d in good]
     labels = editor_labels([d.item for d in good])
     start = time.perf_counter()
-    batch = _to_device(images, resolved.device)
+    batch = _to_device(images, settings.device)
     try:
         with torch.inference_mode():
-            result = editor.edit(batch, seeds, labels.to(resolved.device))
+            result = editor.edit(batch, seeds, labels.to(settings.device))
             aug = result.images.to("cpu")  # (B, 3, H, W) uint8; waits for the device
     except (RuntimeError, ValueError, TypeError, IndexError) as err:
         keys = [d.item.key for d in good]
         hint = "; try a smaller --batch-size" if isinstance(err, torch.cuda.OutOfMemoryError) else ""
         raise EditorError(
-            f"editor {resolved.preset.name!r} failed on a batch of shard {shard.index} "
+            f"editor {settings.preset.name!r} failed on a batch of shard {shard.index} "
             f"(keys {keys[0]}..{keys[-1]}): {type(err).__name__}: {err}{hint}"
         ) from err
-    _check_result(result, len(good), resolved.preset.name)
+    _check_result(result, len(good), settings.preset.name)
     shard.timings["model"] += time.perf_counter() - start
     scores = [{} for _ in good]
     if config.scores:
@@ -201,61 +196,10 @@ def sample_json(sample: Sample, info: dict) -> dict:
 def make_members(sample: Sample, aug_bytes: bytes, info: dict) -> tuple[str, dict[str, bytes]]:
     """(key, {extension: bytes}) of one sample in the shard format of docs/contracts.md."""
     members = {
-        "real.jpg": sample.prepared.real_bytes,
-        f"aug.{info['aug_format']}": aug_bytes,
-        "json": json.dumps(sample_json(sample, info), sort_keys=True, separators=(",", ":")).encode(),
+        REAL: sample.prepared.real_bytes,
+        aug_member(info["aug_format"]): aug_bytes,
+        JSON: json.dumps(sample_json(sample, info), sort_keys=True, separators=(",", ":")).encode(),
     }
     if sample.item.label is not None:
-        members["cls"] = str(int(sample.item.label)).encode("ascii")
+        members[CLS] = str(int(sample.item.label)).encode("ascii")
     return sample.item.key, members
-
-
-class ShardRun:
-    """A shard being filled: its writer, skipped inputs and stage timings."""
-
-    def __init__(self, out: Path, index: int, start: float) -> None:
-        self.index = index
-        self.writer = ShardWriter(out, index)
-        self.errors: list[dict] = []
-        self.first_seen: dict[str, tuple[int, str]] = {}  # key -> (index, source) of its first input here
-        self.timings = {stage: 0.0 for stage in STAGES}
-        self.inputs = 0
-        self._start = start  # perf_counter() when this shard's wall time starts
-
-    def unique(self, decoded):
-        """`decoded`, or a skipped copy of it when an earlier input of this shard had the same key.
-        (Only within a shard: a rebuilt shard then skips the same inputs on every run.)"""
-        item = decoded.item
-        index, source = self.first_seen.setdefault(item.key, (item.index, item.source))
-        if index == item.index:
-            return decoded
-        return dataclasses.replace(decoded, prepared=None, reason=f"duplicate key, first seen in {source}")
-
-    def add_error(self, decoded) -> None:
-        item = decoded.item
-        log.debug("skipping %s (%s): %s", item.key, item.source, decoded.reason)
-        self.errors.append({"key": item.key, "path": item.source, "reason": decoded.reason, "shard": self.index})
-
-    def finish(self, resolved: ResolvedBuild) -> dict:
-        """Close the tar (atomic rename) and return the stats document (the caller writes it)."""
-        start = time.perf_counter()
-        info = self.writer.close()
-        self.timings["write"] += time.perf_counter() - start
-        wall = time.perf_counter() - self._start
-        return {
-            "shard": self.index,
-            "nsamples": info.nsamples,
-            "nerrors": len(self.errors),
-            "ninputs": self.inputs,
-            "filesize": info.filesize,
-            "md5sum": info.md5sum,
-            "sha256": info.sha256,
-            "config_fingerprint": resolved.fingerprint,
-            "batch_size": resolved.config.batch_size,
-            "num_workers": resolved.config.num_workers,
-            "device": str(resolved.device),
-            "device_name": device_name(resolved.device),
-            "timings_s": {**{k: round(v, 6) for k, v in self.timings.items()}, "wall": round(wall, 6)},
-            "images_per_s": round(self.inputs / wall, 3) if wall > 0 else None,
-            "errors": self.errors,
-        }

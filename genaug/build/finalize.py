@@ -20,10 +20,11 @@ import math
 import time
 from pathlib import Path
 
-from genaug import runfiles
-from genaug.config import ConfigError
-from genaug.pipeline import BuildError, BuildSummary
-from genaug.shards import shard_name, stats_name, write_json_atomic
+from genaug.build import runfiles
+from genaug.build.pipeline import BuildError, BuildSummary
+from genaug.build.shard import read_json, write_json_atomic
+from genaug.errors import ConfigError
+from genaug.format import MANIFEST, shard_name, stats_name
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def write_rank_state(out: Path, state: dict) -> None:
 
 
 def read_identity(out: Path) -> dict | None:
-    return runfiles.read_json(state_dir(out) / RUN_IDENTITY)
+    return read_json(state_dir(out) / RUN_IDENTITY)
 
 
 def write_identity(out: Path, fingerprint: str, world_size: int) -> None:
@@ -73,7 +74,7 @@ def finalize(out: str | Path) -> BuildSummary:
 
 
 def _manifest_of(out: Path) -> dict:
-    manifest = runfiles.read_json(out / runfiles.MANIFEST)
+    manifest = read_json(out / MANIFEST)
     if not manifest or "config_fingerprint" not in manifest:
         raise ConfigError(f"{out}: no manifest.json of a genaug build; give the --out of the build")
     return manifest
@@ -86,7 +87,7 @@ def _finished_ranks(out: Path, fingerprint: str) -> tuple[int, list[dict]]:
         raise ConfigError(f"{out}: no distributed build state ({STATE_DIR}/{RUN_IDENTITY}) for the build in "
                           "manifest.json; rerun the genaug build command to finish the build")
     world = int(identity["world_size"])
-    states = [runfiles.read_json(rank_state_path(out, r, world)) for r in range(world)]
+    states = [read_json(rank_state_path(out, r, world)) for r in range(world)]
     done = [s for s in states if s and s.get("status") == DONE and s.get("config_fingerprint") == fingerprint]
     if not done:
         raise BuildError(f"{out}: none of the {world} ranks has finished yet; run them all "
@@ -98,7 +99,7 @@ def _complete_stats(out: Path, fingerprint: str, nshards: int, world: int) -> li
     """The stats of shards 0..nshards-1; BuildError naming the missing ones and their ranks."""
     stats, missing = [], []
     for index in range(nshards):
-        doc = runfiles.read_json(out / stats_name(index))
+        doc = read_json(out / stats_name(index))
         tar = out / shard_name(index)
         if (doc and doc.get("config_fingerprint") == fingerprint and tar.is_file()
                 and tar.stat().st_size == doc.get("filesize")):

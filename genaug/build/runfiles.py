@@ -1,4 +1,5 @@
-"""Run files in ``--out``: manifest.json, errors.jsonl, index.json, and the resume state.
+"""Run files in ``--out`` and resume: manifest.json, errors.jsonl, index.json, the resume fingerprint,
+the --out lock and the discovery of done shards (each checked by genaug.build.shard.done_stats).
 
 Each ``shard-XXXX.json`` stats file is the done-marker of its shard and carries that shard's
 skipped inputs, so errors.jsonl and index.json are rewritten from the stats files after every
@@ -9,29 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from genaug.config import ConfigError, ResolvedBuild, differing_settings
-from genaug.shards import (
-    file_digests,
-    index_document,
-    parse_shard_file,
-    remove_temp_files,
-    shard_name,
-    stats_name,
-    write_json_atomic,
-)
+from genaug.build.shard import done_stats, read_json, remove_temp_files, write_json_atomic
+from genaug.errors import ConfigError
+from genaug.format import ERROR_FIELDS, ERRORS, INDEX, MANIFEST, index_document, parse_shard_file, shard_name
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-ERRORS = "errors.jsonl"
-INDEX = "index.json"
-ERROR_FIELDS = ("key", "path", "reason", "shard")
+FINGERPRINT_VERSION = 3  # bump when the shard content for the same settings changes
 
 
 @contextlib.contextmanager
@@ -48,19 +40,6 @@ def exclusive(out: Path):
         yield
     finally:
         os.close(fd)
-
-
-def read_json(path: Path) -> dict | None:
-    """The JSON object in `path`, or None when it is missing or unreadable."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            value = json.load(handle)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as err:
-        log.warning("ignoring unreadable %s: %s", path, err)
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _shard_files(out: Path) -> dict[str, list[Path]]:
@@ -99,33 +78,32 @@ def clear_run_files(out: Path) -> int:
     return removed
 
 
-def check_previous_build(resolved: ResolvedBuild) -> None:
-    """Refuse a different configuration in an existing --out unless --overwrite (changes nothing)."""
-    out = resolved.config.out
+def check_previous_build(out: Path, overwrite: bool, fingerprint: str, inputs: Mapping[str, Any]) -> None:
+    """Refuse a different configuration (`fingerprint` of `inputs`) in an existing --out unless
+    --overwrite (changes nothing)."""
     previous = _previous_build(out)
-    if resolved.config.overwrite or previous is None:
+    if overwrite or previous is None:
         return
-    fingerprint, inputs = previous
-    if fingerprint == resolved.fingerprint:
+    old_fingerprint, old_inputs = previous
+    if old_fingerprint == fingerprint:
         log.info("resuming the build in %s", out)
         return
-    if fingerprint is None:
+    if old_fingerprint is None:
         detail = "shard files of an unknown build"
     else:
-        changed = differing_settings(inputs, resolved.fingerprint_inputs) if inputs else []
+        changed = differing_settings(old_inputs, inputs) if old_inputs else []
         detail = "a build with different settings" + (f" (differs in: {', '.join(changed)})" if changed else "")
     raise ConfigError(
         f"--out {out} already holds {detail}; pass --overwrite to replace it, or choose another --out"
     )
 
 
-def prepare_out(resolved: ResolvedBuild) -> dict[int, dict]:
+def prepare_out(out: Path, overwrite: bool, fingerprint: str) -> dict[int, dict]:
     """Clear the previous build (--overwrite) or its temp files; return the stats of the complete shards."""
-    out = resolved.config.out
-    if resolved.config.overwrite and _previous_build(out) is not None:
+    if overwrite and _previous_build(out) is not None:
         log.info("--overwrite: removed %d file(s) of the previous build in %s", clear_run_files(out), out)
     remove_temp_files(out)
-    return done_shards(out, resolved.fingerprint)
+    return done_shards(out, fingerprint)
 
 
 def done_shards(out: Path, fingerprint: str, only: Callable[[int], bool] | None = None) -> dict[int, dict]:
@@ -137,12 +115,11 @@ def done_shards(out: Path, fingerprint: str, only: Callable[[int], bool] | None 
     done: dict[int, dict] = {}
     for path in files["json"]:
         index = parse_shard_file(path.name)[0]
-        stats = read_json(path)
         tar = out / shard_name(index)
-        if stats and stats.get("config_fingerprint") == fingerprint and tar.is_file():
-            if file_digests(tar) == (stats.get("filesize"), stats.get("md5sum")):
-                done[index] = stats
-                continue
+        stats = done_stats(out, index, fingerprint)
+        if stats is not None:
+            done[index] = stats
+            continue
         log.warning("shard %s is incomplete or damaged; it will be rebuilt", tar.name)
         path.unlink()
         tar.unlink(missing_ok=True)
@@ -152,10 +129,6 @@ def done_shards(out: Path, fingerprint: str, only: Callable[[int], bool] | None 
             log.info("removing %s: it has no stats file, so it never finished", tar.name)
             tar.unlink()
     return done
-
-
-def write_stats(out: Path, stats: Mapping[str, Any]) -> None:
-    write_json_atomic(out / stats_name(int(stats["shard"])), dict(stats))
 
 
 def write_errors(out: Path, stats: list[dict]) -> int:
@@ -184,3 +157,36 @@ def write_run_files(out: Path, stats: Iterable[dict]) -> None:
     ordered = sorted(stats, key=lambda s: int(s["shard"]))
     write_errors(out, ordered)
     write_index(out, ordered)
+
+
+def fingerprint_of(inputs: Mapping[str, Any]) -> str:
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def fingerprint_inputs(config: Any, method: Any, options: Mapping[str, Any],
+                       data: Sequence[str], weights_sha256: Mapping[str, str], device_type: str) -> dict:
+    """The settings that change shard content. Batch size, workers and the device index do not; the
+    device type does (CPU and CUDA kernels differ in the last float bits, so a resume on the other
+    type would mix shards that an uninterrupted run would not have written)."""
+    output_options = {o.name: options[o.name] for o in method.options if o.affects_output}
+    return {
+        "fingerprint_version": FINGERPRINT_VERSION,
+        "method": config.method,
+        "preset": config.preset,
+        "options": output_options,
+        "data": list(data),
+        "limit": config.limit,
+        "seed": config.seed,
+        "shard_size": config.shard_size,
+        "aug_format": config.aug_format,
+        "quality": config.quality,
+        "precision": config.precision,
+        "weights_sha256": dict(sorted(weights_sha256.items())),
+        "scores": list(config.scores),
+        "device_type": device_type,
+    }
+
+
+def differing_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

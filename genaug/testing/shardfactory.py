@@ -1,6 +1,6 @@
 """Tiny genaug shards for tests and benchmarks, written exactly in the format of docs/contracts.md.
 
-Independent of the real writer (genaug/shards.py): it builds small structured images (gradients,
+Independent of the real writer (genaug/build/shard.py): it builds small structured images (gradients,
 rectangles, discs) so that crops, flips and colour transforms change them measurably, and writes
 
     out_dir/shard-XXXX.tar   <key>.real.jpg (full image), <key>.aug.<fmt> (64 px), [<key>.cls], <key>.json
@@ -82,12 +82,14 @@ def _metadata(index: int, key: str, label: int | None, size: tuple[int, int], bo
         "source": f"/synthetic/{key}.png",
         "label": label,
         "wnid": key.split("_")[0] if label is not None else None,
+        "class_index": label,
         "orig_size": list(size),
         "orig_mode": "RGB",
         "orig_format": "PNG",
         "exif_transposed": False,
         "crop_box": box,
         "resolution": AUG_SIZE,
+        "resample": "bicubic",
         "method": "mask",
         "preset": "shardfactory-synthetic",
         "weights_sha256": {},
@@ -128,7 +130,7 @@ def _sample_members(index: int, labelled: bool, aug_format: str, broken: set[str
 def _write_stats(tar_path: Path, shard_no: int, nsamples: int, nerrors: int) -> dict:
     data = tar_path.read_bytes()
     stats = {
-        "shard": shard_no,  # chunk number, as genaug/pipeline.py writes it
+        "shard": shard_no,  # chunk number, as genaug/build/pipeline.py writes it
         "nsamples": nsamples,
         "nerrors": nerrors,
         "filesize": len(data),

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from genaug.config import ConfigError, resolve_device
+from genaug.device import resolve_device
+from genaug.errors import ConfigError
 from genaug.report import fid
 from genaug.report.reader import ReportInputError, discover
 from genaug.report.report import REPORT_JSON, REPORT_MD, ReportOptions, generate_report

@@ -1,6 +1,6 @@
 """A test-only method and preset for pipeline tests: cheap, deterministic, seed-dependent.
 
-``editors.register()`` (tests/ is on sys.path under pytest) adds method ``test`` with preset
+``genaug.testing.editors.register()`` adds method ``test`` with preset
 ``test-invert`` to the registry and ``editors.unregister()`` removes them (use a module fixture, so
 other test modules never see them): the output is the inverted input plus seeded noise, at the input resolution
 times ``scale``. It obeys the editor contract (a sample's output depends only on its seed, label
@@ -32,7 +32,7 @@ from typing import Sequence
 import torch
 import webdataset as wds
 
-from genaug.registry import REGISTRY, EditorContext, EditResult, Editor, MethodSpec, OptionSpec, Preset
+from genaug.registry import REGISTRY, Editor, EditorContext, EditResult, MethodSpec, OptionSpec, Preset
 from genaug.seeding import generator
 
 METHOD = "test"
@@ -92,6 +92,15 @@ PRESETS = (
     Preset(name="test-invert-x2", method=METHOD, description="test-only editor, output twice the input size",
            files=(), build=lambda ctx: InvertNoiseEditor(ctx, resolution=24, scale=2)),
 )
+
+
+def build_config(out, data, **settings):
+    """The BuildConfig of a build with the test method, everything in-process (`num_workers` 0); `data`: one
+    path or a sequence of them; `settings` override any field (the one helper the tests share)."""
+    from genaug.build.config import BuildConfig
+
+    paths = (str(data),) if isinstance(data, (str, Path)) else tuple(str(d) for d in data)
+    return BuildConfig(**{"method": METHOD, "out": out, "data": paths, "num_workers": 0, **settings})
 
 
 def register() -> None:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import IO, Iterator
 
-from genaug.sources import LABEL, Source, SourceError, strip_suffix, is_image_name, slug_key
+from genaug.build.sources.base import LABEL, Source, SourceError, is_image_name, slug_key, strip_suffix
 
 HEADER_NAMES = frozenset({"path", "file", "filename", "filepath", "image", "img"})  # tolerated header words
 

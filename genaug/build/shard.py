@@ -1,4 +1,5 @@
-"""Deterministic WebDataset shard writing and the wids shard index.
+"""One shard's whole life: samples in, deterministic tar, atomic rename, stats file (the done-marker),
+and the check that a shard on disk is done.
 
 A shard is a plain ustar tar whose members are sorted by name, with mtime 0, uid/gid 0 and
 mode 0644, so the same samples always give byte-identical files. Samples are spooled to a
@@ -14,35 +15,16 @@ import hashlib
 import json
 import logging
 import os
-import re
 import tarfile
+import time
 from pathlib import Path
-from typing import BinaryIO, Iterable, Mapping
+from typing import Any, BinaryIO, Mapping
+
+from genaug.format import SPOOL_SUFFIX, STAGES, TMP_SUFFIX, shard_name, stats_name
 
 log = logging.getLogger(__name__)
 
-INDEX_KIND = "wids-shard-index-v1"
-TMP_SUFFIX = ".tmp"  # temporary tar being written: ".shard-0000.tar.tmp"
-SPOOL_SUFFIX = ".spool"  # member payloads of a shard being filled: ".shard-0000.tar.spool"
-_SHARD_RE = re.compile(r"^shard-(\d{4,})\.(tar|json)$")
 _COPY_CHUNK = 1 << 20
-
-
-def shard_name(index: int) -> str:
-    """``shard-0000.tar`` for chunk 0; the number grows past 9999 (``shard-10000.tar``)."""
-    if index < 0:
-        raise ValueError(f"shard index must be >= 0, got {index}")
-    return f"shard-{index:04d}.tar"
-
-
-def stats_name(index: int) -> str:
-    return f"shard-{index:04d}.json"
-
-
-def parse_shard_file(name: str) -> tuple[int, str] | None:
-    """``"shard-0012.json"`` -> ``(12, "json")``; None for any other name."""
-    match = _SHARD_RE.match(name)
-    return (int(match.group(1)), match.group(2)) if match else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,21 +195,6 @@ def file_digests(path: Path) -> tuple[int, str]:
     return size, md5.hexdigest()
 
 
-def index_document(name: str, shards: Iterable[Mapping]) -> dict:
-    """The wids-shard-index-v1 document for shards given as stats dicts (``shard``, ``nsamples``,
-    ``filesize``, ``md5sum``); urls are relative to the index file."""
-    shardlist = [
-        {
-            "url": shard_name(int(s["shard"])),
-            "nsamples": int(s["nsamples"]),
-            "filesize": int(s["filesize"]),
-            "md5sum": str(s["md5sum"]),
-        }
-        for s in sorted(shards, key=lambda s: int(s["shard"]))
-    ]
-    return {"__kind__": INDEX_KIND, "wids_version": 1, "name": name, "shardlist": shardlist}
-
-
 def write_json_atomic(path: Path, document: object, tag: str = "") -> None:
     """Write JSON (sorted keys, trailing newline) under a temporary name and rename it into place.
     `tag` makes the temporary name unique when several processes may write `path` at once."""
@@ -239,3 +206,92 @@ def write_json_atomic(path: Path, document: object, tag: str = "") -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object in `path`, or None when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        log.warning("ignoring unreadable %s: %s", path, err)
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def done_stats(out: Path, index: int, fingerprint: str) -> dict | None:
+    """The stats of shard `index` in `out` when it is done: its stats file (the done-marker) exists, was
+    written by the same configuration, and its tar matches the recorded size and md5; else None."""
+    stats = read_json(Path(out) / stats_name(index))
+    tar = Path(out) / shard_name(index)
+    if stats and stats.get("config_fingerprint") == fingerprint and tar.is_file():
+        if file_digests(tar) == (stats.get("filesize"), stats.get("md5sum")):
+            return stats
+    return None
+
+
+class ShardRun:
+    """A shard being filled: its writer, skipped inputs and stage timings; `finish` closes the tar and
+    writes the stats file. `facts`: the run's fields copied into every stats file (config_fingerprint,
+    batch_size, num_workers, device, device_name)."""
+
+    def __init__(self, out: Path, index: int, start: float, facts: Mapping[str, Any]) -> None:
+        self.index = index
+        self.out = Path(out)
+        self._writer = ShardWriter(out, index)
+        self.errors: list[dict] = []
+        self.first_seen: dict[str, tuple[int, str]] = {}  # key -> (index, source) of its first input here
+        self.timings = {stage: 0.0 for stage in STAGES}
+        self.inputs = 0
+        self._facts = dict(facts)
+        self._start = start  # perf_counter() when this shard's wall time starts
+
+    @property
+    def name(self) -> str:
+        return self._writer.path.name
+
+    def unique(self, decoded):
+        """`decoded`, or a skipped copy of it when an earlier input of this shard had the same key.
+        (Only within a shard: a rebuilt shard then skips the same inputs on every run.)"""
+        item = decoded.item
+        index, source = self.first_seen.setdefault(item.key, (item.index, item.source))
+        if index == item.index:
+            return decoded
+        return dataclasses.replace(decoded, prepared=None, reason=f"duplicate key, first seen in {source}")
+
+    def add(self, key: str, members: Mapping[str, bytes]) -> None:
+        """Add one sample's members (extension -> bytes)."""
+        self._writer.add(key, members)
+
+    def add_error(self, decoded) -> None:
+        item = decoded.item
+        log.debug("skipping %s (%s): %s", item.key, item.source, decoded.reason)
+        self.errors.append({"key": item.key, "path": item.source, "reason": decoded.reason, "shard": self.index})
+
+    def finish(self) -> dict:
+        """Close the tar (atomic rename), then write the stats file (the done-marker); return the stats."""
+        start = time.perf_counter()
+        info = self._writer.close()
+        self.timings["write"] += time.perf_counter() - start
+        wall = time.perf_counter() - self._start
+        stats = {
+            "shard": self.index,
+            "nsamples": info.nsamples,
+            "nerrors": len(self.errors),
+            "ninputs": self.inputs,
+            "filesize": info.filesize,
+            "md5sum": info.md5sum,
+            "sha256": info.sha256,
+            **self._facts,
+            "timings_s": {**{k: round(v, 6) for k, v in self.timings.items()}, "wall": round(wall, 6)},
+            "images_per_s": round(self.inputs / wall, 3) if wall > 0 else None,
+            "errors": self.errors,
+        }
+        write_json_atomic(self.out / stats_name(self.index), stats)
+        return stats
+
+    def abort(self) -> None:
+        """Drop the shard being filled (temporary files removed; a finished tar is never touched)."""
+        self._writer.abort()
