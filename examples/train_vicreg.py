@@ -143,7 +143,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     dataset = GenCLWebDataset(args.shards, gamma=args.gamma, tg=args.tg, seed=args.seed,
-                              image_size=args.image_size)
+                              image_size=args.image_size, batch_size=args.batch_size)  # whole batches per worker
     model = VICReg(VICRegConfig(arch=args.arch, mlp=args.mlp)).to(args.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     stream = batches(dataset, args)

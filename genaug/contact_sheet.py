@@ -1,7 +1,8 @@
 """Contact sheet of real|aug pairs from genaug shards (`genaug inspect --grid out.png`, or .jpg / .webp).
 
 Each cell shows the model's view of the real image (decoded, EXIF-transposed, cropped to the json
-``crop_box`` and resized to the aug image's size) beside the aug image, with the key below.
+``crop_box`` and resized to the aug image's size) beside the aug image, with the key below (wrapped,
+never cut); `genaug inspect --grid` labels the columns "real" and "aug".
 """
 
 from __future__ import annotations
@@ -22,18 +23,21 @@ from genaug.format import AUG_MEMBERS, JSON, REAL, iter_tar_samples
 log = logging.getLogger(__name__)
 
 PAD = 4  # pixels between cells and around the sheet
-CAPTION_H = 12  # pixels of caption text under a pair
+CAPTION_H = 12  # pixels of one line of caption text under a pair
+LABEL_H = 12  # pixels of the "real" / "aug" column labels above the first row
 BACKGROUND = (32, 32, 32)
 SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}  # extension -> PIL format
 _PAIR_ERRORS = (OSError, SyntaxError, EOFError, ValueError, KeyError, TypeError, UnidentifiedImageError)
 
 
-def sheet_size(n_pairs: int, tile: int, columns: int, captions: bool) -> tuple[int, int]:
-    """(width, height) of a sheet of `n_pairs` pairs of tile x tile images, `columns` pairs a row."""
+def sheet_size(n_pairs: int, tile: int, columns: int, captions: bool, caption_lines: int = 1,
+               labels: bool = False) -> tuple[int, int]:
+    """(width, height) of a sheet of `n_pairs` pairs of tile x tile images, `columns` pairs a row, with
+    `caption_lines` lines of caption under each pair and, with `labels`, a band of column labels on top."""
     rows = math.ceil(n_pairs / columns)
     cols = min(columns, n_pairs)
-    cell_w, cell_h = 2 * tile + PAD, tile + PAD + (CAPTION_H if captions else 0)
-    return cols * cell_w + PAD, rows * cell_h + PAD
+    cell_w, cell_h = 2 * tile + PAD, tile + PAD + (CAPTION_H * caption_lines if captions else 0)
+    return cols * cell_w + PAD, rows * cell_h + PAD + (LABEL_H if labels else 0)
 
 
 def real_view(real_bytes: bytes, meta: dict, size: tuple[int, int]) -> Image.Image:
@@ -96,10 +100,12 @@ def sheet_format(out: str | Path) -> str:
 
 
 def write_contact_sheet(shards: Sequence[Path], out: Path, n: int = 16, tile: int | None = None,
-                        columns: int = 4, captions: bool = True) -> dict:
+                        columns: int = 4, captions: bool = True, labels: bool = False) -> dict:
     """Write an image of up to `n` real|aug pairs in the format of `out`'s extension (see sheet_format);
-    tile = side of each image (default: the first aug's width). Returns {"path", "pairs", "tile", "size"};
-    ValueError for a bad `out` (checked first) or if no pair decodes, OSError if writing fails."""
+    tile = side of each image (default: the first aug's width); captions (the keys) are wrapped onto as
+    many lines as the longest needs, never cut; `labels`: "real" and "aug" above each column (what
+    `genaug inspect --grid` draws). Returns {"path", "pairs", "tile", "size"}; ValueError for a bad `out`
+    (checked first) or if no pair decodes, OSError if writing fails."""
     if n < 1 or columns < 1 or (tile is not None and tile < 8):
         raise ValueError(f"n={n}, columns={columns}, tile={tile}: need n >= 1, columns >= 1, tile >= 8")
     fmt = sheet_format(out)
@@ -107,28 +113,39 @@ def write_contact_sheet(shards: Sequence[Path], out: Path, n: int = 16, tile: in
     if not pairs:
         raise ValueError("no sample with a decodable real.jpg, aug image and json to show")
     side = tile or pairs[0][2].size[0]
-    width, height = sheet_size(len(pairs), side, columns, captions)
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    wrapped = [_wrap(measure, font, key, 2 * side) for key, _, _ in pairs] if captions else []
+    lines = max((len(w) for w in wrapped), default=1)
+    width, height = sheet_size(len(pairs), side, columns, captions, lines, labels)
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default()
-    for i, (key, real, aug) in enumerate(pairs):
+    top = PAD + (LABEL_H if labels else 0)
+    if labels:
+        for col in range(min(columns, len(pairs))):
+            x = PAD + col * (2 * side + PAD)
+            for offset, text in ((0, "real"), (side, "aug")):
+                left = x + offset + max(0, (side - draw.textlength(text, font=font)) / 2)
+                draw.text((left, PAD - 2), text, fill=(230, 230, 230), font=font)
+    for i, (_, real, aug) in enumerate(pairs):
         row, col = divmod(i, columns)
         x = PAD + col * (2 * side + PAD)
-        y = PAD + row * (side + PAD + (CAPTION_H if captions else 0))
+        y = top + row * (side + PAD + (CAPTION_H * lines if captions else 0))
         sheet.paste(real.resize((side, side), Image.Resampling.BICUBIC), (x, y))
         sheet.paste(aug.resize((side, side), Image.Resampling.BICUBIC), (x + side, y))
-        if captions:
-            draw.text((x, y + side + 1), _fit(draw, font, key, 2 * side), fill=(230, 230, 230), font=font)
+        for j, text in enumerate(wrapped[i] if captions else []):
+            draw.text((x, y + side + 1 + j * CAPTION_H), text, fill=(230, 230, 230), font=font)
     out = Path(out)
     sheet.save(out, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
     return {"path": str(out), "pairs": len(pairs), "tile": side, "size": [width, height]}
 
 
-def _fit(draw: ImageDraw.ImageDraw, font, text: str, width: int) -> str:
-    """`text`, or its tail after '...', so that it fits in `width` pixels."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    tail = text
-    while tail and draw.textlength("..." + tail, font=font) > width:
-        tail = tail[1:]
-    return "..." + tail
+def _wrap(draw: ImageDraw.ImageDraw, font, text: str, width: int) -> list[str]:
+    """`text` split into lines that each fit in `width` pixels (at least one character a line)."""
+    lines, line = [], ""
+    for char in text:
+        if line and draw.textlength(line + char, font=font) > width:
+            lines.append(line)
+            line = ""
+        line += char
+    return lines + [line] if line or not lines else lines

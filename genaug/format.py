@@ -13,6 +13,8 @@ import tarfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
+from genaug import limits
+
 # ---- members of one sample ------------------------------------------------------------------------
 REAL = "real.jpg"  # the real image (original bytes when an RGB JPEG)
 JSON = "json"  # the sample's metadata
@@ -35,10 +37,11 @@ def find_aug(fields: Iterable[str]) -> str | None:
 
 
 # fields of each sample's json (all required; "scores" is added only with --scores)
-JSON_FIELDS = ("key", "source", "label", "wnid", "class_index", "orig_size", "orig_mode", "orig_format",
-               "exif_transposed", "crop_box", "resolution", "resample", "method", "preset", "weights_sha256",
-               "seed", "run_seed", "edit", "genaug_version")
-OPTIONAL_JSON_FIELDS = ("scores",)
+JSON_FIELDS = ("key", "source", "source_rel", "label", "wnid", "class_index", "orig_size", "orig_mode",
+               "orig_format", "exif_transposed", "crop_box", "resolution", "resample", "method", "preset",
+               "weights_sha256", "seed", "run_seed", "edit", "genaug_version")
+OPTIONAL_JSON_FIELDS = ("scores", "source_meta")  # scores: only with --scores; source_meta: only when kept
+LATER_JSON_FIELDS = ("source_rel",)  # written since resume-fingerprint version 4: older shards lack them
 
 # ---- run folder files ------------------------------------------------------------------------------
 MANIFEST = "manifest.json"
@@ -165,11 +168,39 @@ def group_members(members: Iterable[tuple[str, Any]], lower: bool = True,
         yield key, fields
 
 
-def iter_tar_stream(fileobj: IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {field: bytes}) per sample of a tar read sequentially from `fileobj`."""
+class SampleFields(dict):
+    """{field: bytes} of one tar sample; ``oversized`` maps the fields that were not read because their
+    member is over the size limit (genaug.limits.MAX_MEMBER_BYTES) to the reason."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.oversized: dict[str, str] = {}
+
+
+class _NotRead(str):
+    """The reason a member was not read (in place of its bytes, until the sample is handed out)."""
+
+
+def iter_tar_stream(fileobj: IO[bytes], max_member_bytes: int | None = None) -> Iterator[tuple[str, SampleFields]]:
+    """(key, {field: bytes}) per sample of a tar read sequentially from `fileobj`. A member over
+    `max_member_bytes` (default genaug.limits.MAX_MEMBER_BYTES) is not read (the stream skips its data in
+    small blocks, so memory does not follow it): it is named in ``fields.oversized`` instead."""
+    limit = limits.MAX_MEMBER_BYTES if max_member_bytes is None else max_member_bytes
+
+    def load(member: tarfile.TarInfo) -> bytes | _NotRead:
+        too_big = limits.oversize_reason(member.size, f"tar member {member.name}", limit)
+        return _NotRead(too_big) if too_big is not None else tar.extractfile(member).read()
+
     with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
         members = ((m.name, m) for m in tar if m.isfile())
-        yield from group_members(members, load=lambda m: tar.extractfile(m).read())
+        for key, fields in group_members(members, load=load):
+            sample = SampleFields()
+            for field, value in fields.items():
+                if isinstance(value, _NotRead):
+                    sample.oversized[field] = str(value)
+                else:
+                    sample[field] = value
+            yield key, sample
 
 
 def iter_tar_samples(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:

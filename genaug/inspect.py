@@ -29,12 +29,14 @@ from genaug.format import (
     ERRORS,
     JSON,
     JSON_FIELDS,
+    LATER_JSON_FIELDS,
     REAL,
     expand_paths,
     find_shards,
     iter_tar_stream,
     parse_shard_file,
 )
+from genaug.runcheck import Measured, check_run
 from genaug.runstatus import BuildStatus, read_build_status, unstarted_build
 
 log = logging.getLogger(__name__)
@@ -129,12 +131,15 @@ class ShardSummary:
 
     def add(self, key: str, fields: dict[str, bytes]) -> None:
         self.nsamples += 1
-        self.fields.update(fields.keys())
-        if JSON in fields or any(f in fields for f in AUG_MEMBERS):
+        present = set(fields) | set(getattr(fields, "oversized", {}))  # oversized members: named, not read
+        self.fields.update(present)
+        if JSON in present or any(f in present for f in AUG_MEMBERS):
             self.genaug_samples += 1
         if key in self._keys:
             self.problem(key, "duplicate key in the shard")
         self._keys.add(key)
+        for reason in getattr(fields, "oversized", {}).values():  # not read (genaug.limits)
+            self.problem(key, reason)
         meta = self._read_json(key, fields.get(JSON))
         aug_name = next((f for f in AUG_MEMBERS if f in fields), None)
         if aug_name is None:
@@ -166,7 +171,7 @@ class ShardSummary:
             self.problem(key, "json is not an object")
             return None
         if self.verify:
-            missing = [f for f in JSON_FIELDS if f not in meta]
+            missing = [f for f in JSON_FIELDS if f not in meta and f not in LATER_JSON_FIELDS]
             if missing:
                 self.problem(key, f"json lacks field(s) {', '.join(missing)}")
             if "key" in meta and meta["key"] != key:
@@ -266,6 +271,7 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
     shards = resolve_shards(paths)
     run_errors = _load_run_errors({p.parent for p in shards})
     reports, problems, scores = [], [], {}
+    measured: dict[Path, dict[str, Measured]] = {}
     for path in shards:
         summary = ShardSummary(path, verify)
         digest = _read_into(summary)
@@ -273,6 +279,8 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
         stats = _read_stats(path, summary)
         if verify and stats is not None and digest is not None:
             _compare_stats(summary, stats, digest)
+        if digest is not None:
+            measured.setdefault(path.parent, {})[path.name] = Measured(digest[0], digest[1], summary.nsamples)
         report = summary.report()
         report["stats"] = _stats_digest(stats)
         report["errors"] = _errors_for(path, run_errors.get(path.parent, []))
@@ -283,6 +291,8 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
     builds = _build_statuses({p.parent for p in shards} | {p for _, p in _expand(paths) if p.is_dir()})
     if verify:
         problems.extend(f"{b.folder}: {b.problem()}" for b in builds if not b.finished)
+        for folder in _run_folders(paths, shards):
+            problems.extend(check_run(folder, measured.get(folder, {})))
     all_errors = [e for errors in run_errors.values() for e in errors]
     totals = {
         "shards": len(reports),
@@ -298,6 +308,14 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
             "builds": [{"folder": str(b.folder), "status": b.status, "finished": b.finished,
                         "shards_done": b.shards_done, "shards_expected": b.shards_expected,
                         "summary": b.describe()} for b in builds]}
+
+
+def _run_folders(paths: Sequence[str], shards: list[Path]) -> list[Path]:
+    """Folders checked against their records: those given, and those of the shards given that hold a
+    manifest.json or index.json (genaug run folders)."""
+    given = {p for _, p in _expand(paths) if p.is_dir()}
+    parents = {p.parent for p in shards if (p.parent / "manifest.json").is_file() or (p.parent / "index.json").is_file()}
+    return sorted(given | parents)
 
 
 def _build_statuses(folders: set[Path]) -> list[BuildStatus]:

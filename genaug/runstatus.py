@@ -1,9 +1,9 @@
 """Whether the build in a run folder finished, from its manifest.json (read by inspect and the loader).
 
-`genaug build` writes manifest.json with ``"status": "running"`` before the first shard and rewrites it
-with ``"status": "complete"`` (and ``counts``) at the end, so a build that was interrupted (Ctrl-C, a
-crash, a killed job) or is still going leaves ``"running"``; its index.json then lists only the shards
-finished so far. Folders without a manifest, or manifests without a status (older builds, hand-made
+`genaug build` writes manifest.json with ``"status": "running"`` before the first shard, rewrites it with
+``"status": "interrupted"`` when Ctrl-C or SIGTERM stops it, and with ``"status": "complete"`` (and
+``counts``) at the end, so a build that was stopped (``"interrupted"``), crashed or was killed (``"running"``)
+or is still going is not finished; its index.json then lists only the shards finished so far. Folders without a manifest, or manifests without a status (older builds, hand-made
 shards), have an unknown status and are not flagged.
 """
 
@@ -25,7 +25,7 @@ COMPLETE = "complete"
 @dataclasses.dataclass(frozen=True)
 class BuildStatus:
     folder: Path
-    status: str | None  # manifest.json "status" ("running" | "complete"); None when not recorded
+    status: str | None  # manifest.json "status" ("running" | "interrupted" | "complete"); None when not recorded
     shards_done: int  # shards with a stats file (the done-marker) in the folder
     shards_expected: int | None  # complete: counts.shards; running: at most ceil(limit / shard_size)
 

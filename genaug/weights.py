@@ -12,8 +12,10 @@ present, replaces the official files of presets that registered a converter.
     convertible preset.
 
 Downloads go to a temporary name beside the target, are checked against the pinned sha256 when one is
-known, and are renamed into place only when complete. The sha256 of every file used is recorded (and
-cached in a ``<file>.sha256.json`` sidecar keyed by size and mtime, so large files are hashed once).
+known, and are renamed into place only when complete. The sha256 of every file used is recorded. Files
+with a pinned sha256 are hashed from their bytes at every use (no cache, no sidecar); other files' sha256
+is cached in a ``<file>.sha256.json`` sidecar keyed by inode, size, mtime and ctime (so large files are
+hashed once and an in-place rewrite is never missed). Nothing is written beside a file whose checksum is refused.
 Set ``GENAUG_OFFLINE=1`` to forbid downloads.
 """
 
@@ -83,32 +85,56 @@ def offline() -> bool:
 
 # ---- checksums ---------------------------------------------------------------------------------
 def sha256_file(path: Path) -> str:
-    """sha256 of `path`, cached in a sidecar keyed by (size, mtime_ns)."""
+    """sha256 of `path`, cached in a ``<file>.sha256.json`` sidecar keyed by (device, inode, size, mtime_ns,
+    ctime_ns): a rewrite in place that keeps size and mtime (touch -r, os.utime) still changes the ctime,
+    which no user call can set back, so a stale sidecar is never used."""
     path = Path(path)
     stat = path.stat()
-    sidecar = path.with_name(path.name + ".sha256.json")
-    key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    sidecar = _sidecar(path)
+    key = _cache_key(stat)
     try:
         cached = json.loads(sidecar.read_text())
         if {k: cached.get(k) for k in key} == key and isinstance(cached.get("sha256"), str):
             return cached["sha256"]
     except (OSError, ValueError):
         pass  # no usable sidecar: hash below
+    value = hash_bytes(path)
+    _write_sidecar(path, stat, value)
+    return value
+
+
+def hash_bytes(path: Path) -> str:
+    """sha256 of the bytes of `path`, read now (no cache)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(_CHUNK), b""):
             digest.update(block)
-    value = digest.hexdigest()
+    return digest.hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256.json")
+
+
+def _cache_key(stat: os.stat_result) -> dict:
+    return {"dev": stat.st_dev, "ino": stat.st_ino, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "ctime_ns": stat.st_ctime_ns}
+
+
+def _write_sidecar(path: Path, stat: os.stat_result, value: str) -> None:
     try:
-        sidecar.write_text(json.dumps({**key, "sha256": value}))
+        _sidecar(path).write_text(json.dumps({**_cache_key(stat), "sha256": value}))
     except OSError as err:  # read-only folder: fine, just not cached
         log.debug("cannot cache sha256 of %s: %s", path, err)
-    return value
 
 
 def _check_sha(path: Path, expected: str | None, url: str) -> str:
-    actual = sha256_file(path)
-    if expected is not None and actual != expected.lower():
+    """The sha256 of `path`. A pinned file (`expected` set) is hashed from its bytes every time: no cached
+    value is used and nothing is written beside it. An unpinned one uses the sidecar cache."""
+    if expected is None:
+        return sha256_file(path)
+    actual = hash_bytes(path)
+    if actual != expected.lower():
         raise WeightsError(
             f"checksum mismatch for {path}: sha256 {actual}, expected {expected} (from {url}). "
             f"Delete the file and run again to re-download it, or fetch it yourself from {url}."

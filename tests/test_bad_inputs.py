@@ -245,6 +245,20 @@ def test_weights_that_cannot_be_loaded_are_a_config_error_and_leave_no_out(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("seed,head", [(0, b""), (1, b"\x80\x02"), (2, b"\x80\x04\x95")])
+def test_a_weight_load_error_never_repeats_torchs_weights_only_advice(weighted_preset, tmp_path, shards, seed, head):
+    import random
+
+    path = tmp_path / "w.pt"
+    path.write_bytes(head + random.Random(seed).randbytes(500))
+    config = _config(tmp_path / "out", [shards["urls"][0]], preset=weighted_preset.name, weights=path,
+                     options={"amplitude": 8})
+    with pytest.raises(ConfigError) as err:
+        run_build(config)
+    text = str(err.value)
+    assert str(path) in text and "weights_only" not in text and "will likely succeed" not in text, text
+
+
 def test_a_refused_option_value_leaves_no_out(shards, tmp_path):
     out = tmp_path / "new" / "out"
     result = CliRunner().invoke(main, ["build", "--method", "mask", "--preset", "maskgit-tiny", "--class-token",

@@ -36,6 +36,18 @@ def _write_tar(path, members, update_stats=True):
         stats.update(filesize=len(data), md5sum=hashlib.md5(data).hexdigest(),
                      sha256=hashlib.sha256(data).hexdigest())
         path.with_suffix(".json").write_text(json.dumps(stats))
+        _update_index(path, stats)
+
+
+def _update_index(path, stats):
+    """Keep the run's index.json entry of a rewritten shard consistent with its new stats."""
+    index_path = path.parent / "index.json"
+    if index_path.exists():
+        index = json.loads(index_path.read_text())
+        for entry in index["shardlist"]:
+            if entry["url"] == path.name:
+                entry.update(filesize=stats["filesize"], md5sum=stats["md5sum"], nsamples=stats["nsamples"])
+        index_path.write_text(json.dumps(index))
 
 
 def _edit_json(path, key, edit):
@@ -330,3 +342,32 @@ def test_grid_skips_the_unreadable_part_of_a_truncated_shard(tmp_path):
     result = CliRunner().invoke(main, ["inspect", str(tmp_path / "run"), "--grid", str(tmp_path / "g.png")])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert "shard-0001.tar: not a readable tar" in result.output and (tmp_path / "g.png").is_file()
+
+
+@pytest.mark.parametrize("tile", [16, 24, 64])
+def test_grid_columns_are_labelled_and_long_captions_wrap_not_cut(tmp_path, tile):
+    from PIL import ImageDraw, ImageFont
+
+    from genaug.contact_sheet import CAPTION_H, LABEL_H, _wrap
+
+    paths = make_shards(tmp_path / "run", n_samples=3, shard_size=3)
+    plain = write_contact_sheet(paths, tmp_path / "plain.png", n=3, tile=tile, captions=False)
+    labelled = write_contact_sheet(paths, tmp_path / "lab.png", n=3, tile=tile, captions=False, labels=True)
+    assert labelled["size"][1] == plain["size"][1] + LABEL_H
+    band = np.asarray(Image.open(tmp_path / "lab.png").convert("L"))[:LABEL_H + 2]
+    assert (band > 150).any()  # the labels are drawn (light text on the dark background)
+    captioned = write_contact_sheet(paths, tmp_path / "cap.png", n=3, tile=tile, labels=True)
+    draw, font = ImageDraw.Draw(Image.new("RGB", (1, 1))), ImageFont.load_default()
+    key = sample_key(0, True)
+    lines = _wrap(draw, font, key, 2 * tile)
+    assert "".join(lines) == key and all(draw.textlength(line, font=font) <= 2 * tile for line in lines)
+    assert captioned["size"][1] == plain["size"][1] + LABEL_H + CAPTION_H * max(
+        len(_wrap(draw, font, sample_key(i, True), 2 * tile)) for i in range(3))
+
+
+def test_cli_grid_draws_the_column_labels(tmp_path):
+    make_shards(tmp_path / "run", n_samples=2, shard_size=2)
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path / "run"), "--grid", str(tmp_path / "g.png"),
+                                       "--n", "2", "--no-captions", "--tile", "16"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "g.png").size == (2 * (32 + 4) + 4, 16 + 2 * 4 + 12)

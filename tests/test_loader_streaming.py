@@ -76,10 +76,16 @@ def test_workers_split_shards_and_merge_counters(shards):
     assert dataset.stats.as_dict()["generative"] + dataset.stats.as_dict()["fallback"] == len(keys)
 
 
-def test_fewer_shards_than_readers_is_a_clear_error(shards):
-    dataset = GenCLWebDataset(shards, image_size=SIZE, rank=0, world_size=4)
-    with pytest.raises(ValueError, match=r"6 shard\(s\) cannot feed 4 rank\(s\) x 2 DataLoader worker"):
-        list(DataLoader(dataset, batch_size=2, num_workers=2))
+def test_fewer_shards_than_readers_is_a_clear_error_in_the_main_process(shards):
+    """Issue 11: the only real misconfiguration left (ranks that would get no shard: a split of whole shards,
+    i.e. no index.json) is refused when the dataset is made, before any worker starts."""
+    pattern = str(shards / "shard-{0000..0002}.tar")
+    with pytest.raises(ValueError, match=r"3 shard\(s\) cannot feed 4 rank\(s\)"):
+        GenCLWebDataset(pattern, image_size=SIZE, rank=0, world_size=4)
+    # with index.json the ranks split samples: 6 shards feed 4 ranks x 2 workers, equal counts, no error
+    counts = [sum(len(k) for *_, k in DataLoader(GenCLWebDataset(shards, image_size=SIZE, rank=r, world_size=4),
+                                                 batch_size=2, num_workers=2)) for r in range(4)]
+    assert counts == [6, 6, 6, 6]
 
 
 def test_resampled_gives_equal_counts_per_rank(shards):
@@ -118,6 +124,10 @@ def test_mapstyle_len_random_access_and_errors(shards, tmp_path):
     index["shardlist"][0]["nsamples"] = 5
     (tmp_path / "index.json").write_text(json.dumps(index))
     (tmp_path / "shard-0000.tar").symlink_to(shards / "shard-0000.tar")
+    with pytest.raises(ValueError, match="5 of 6 shard.* do not match.*shard-0001.tar: cannot be read"):
+        GenCLMapDataset(tmp_path / "index.json")  # missing shards: refused up front (verify="size")
+    for number in range(1, 6):
+        (tmp_path / f"shard-{number:04d}.tar").symlink_to(shards / f"shard-{number:04d}.tar")
     with pytest.raises(ValueError, match="holds 4 samples but index.json says 5"):
         GenCLMapDataset(tmp_path / "index.json")[0]
 

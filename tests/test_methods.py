@@ -346,3 +346,13 @@ def test_precision_policy():
     assert resolve_precision("bf16", cpu, sensitive=True) == torch.bfloat16
     with pytest.raises(ValueError, match="fp16"):
         resolve_precision("fp16", cpu)
+
+
+@pytest.mark.parametrize("options,flag,value", [
+    ({"mask": "blocks", "block_size": 0}, "--block-size", "0"), ({"mask": "blocks", "block_size": -2}, "--block-size", "-2"),
+    ({"mask": "blocks", "blocks": 0}, "--blocks", "0"), ({"mask": "blocks", "blocks": 0, "block_size": 0}, "--blocks", "0"),
+])
+def test_each_mask_option_is_named_by_its_own_flag(options, flag, value):
+    """--block-size 0 is named --block-size (it was named --blocks), before any model is built."""
+    with pytest.raises(ValueError, match=rf"^{flag} {value}: must be >= 1$"):
+        REGISTRY.method("mask").validate_options(options)

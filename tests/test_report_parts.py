@@ -278,3 +278,15 @@ def test_unreadable_shard_is_logged_once(tmp_path, caplog):
                                  ReportOptions(batch_size=2, contact_pairs=1, classic=False), features=None)
     assert report["rows"][0]["samples"] == 3 and len(report["pictures"]["contact_sheets"]) == 1
     assert sum("unreadable shard" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("counts", [[1], [1, 1], [3], [1, 5]])
+def test_the_throughput_plot_spans_whole_shards(tmp_path, counts):
+    """One shard is one point at 0 on an axis from -0.5 to 0.5 (it was +-0.045); n shards span -0.5..n-0.5."""
+    from genaug.report import plots
+
+    series = {f"run{i}": [(f"shard-{j:04d}", 10.0 + j) for j in range(n)] for i, n in enumerate(counts)}
+    fig = plots.throughput(series, tmp_path / "t.png")
+    assert fig.axes[0].get_xlim() == (-0.5, max(counts) - 0.5)
+    assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())
+    assert (tmp_path / "t.png").stat().st_size > 0

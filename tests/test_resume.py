@@ -178,3 +178,18 @@ def test_a_killed_worker_process_stops_the_build_cleanly(folder, baseline, tmp_p
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     run_build(_config(folder, out))  # resumes from the shards completed before the kill
     assert editors.output_bytes(out) == editors.output_bytes(baseline)
+
+
+@pytest.mark.parametrize("change,expected", [
+    ({"options": {"amplitude": 2}}, "options.amplitude: 5 in --out, 2 now"),
+    ({"seed": 9}, "seed: 0 in --out, 9 now"),
+    ({"options": {"amplitude": 2}, "seed": 4}, "options.amplitude: 5 in --out, 2 now; seed: 0 in --out, 4 now"),
+    ({"aug_format": "png"}, 'aug_format: "jpg" in --out, "png" now'),
+])
+def test_the_refusal_names_each_differing_setting_with_both_values(folder, tmp_path, change, expected):
+    out = tmp_path / "run"
+    run_build(_config(folder, out, seed=0, options={"amplitude": 5}, limit=2))
+    kw = {"seed": 0, "options": {"amplitude": 5}, "limit": 2, **change}
+    with pytest.raises(ConfigError) as err:
+        run_build(_config(folder, out, **kw))
+    assert expected in str(err.value), str(err.value)

@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import io
 import os
+import random
 import tarfile
 import threading
 from pathlib import Path
@@ -278,3 +279,61 @@ def test_file_shared_between_presets_is_reused():
     assert resolved.paths["generator"] == weights.preset_dir(i64) / "G_ema_best0.pth"
     with pytest.raises(weights.WeightsError, match="G_ema_best0.pth"):  # generators differ per preset
         weights.resolve(REGISTRY.preset("icgan-imagenet128"), download=False)
+
+
+def _rewrite_keeping_size_and_mtime(path, data: bytes) -> None:
+    before = path.stat()
+    assert len(data) == before.st_size
+    path.write_bytes(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # what `touch -r` or a careful tool does
+
+
+@pytest.mark.parametrize("pinned", [True, False])
+def test_an_in_place_rewrite_that_keeps_size_and_mtime_is_never_missed(tmp_path, pinned):
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"good")
+    preset = _preset(WeightFile("w", "w.bin", "http://x/w.bin", _sha(b"good") if pinned else None))
+    assert weights.resolve(preset, override=path).sha256 == {"w.bin": _sha(b"good")}
+    weights.sha256_file(path)  # a sidecar from an earlier `genaug models` / unpinned use
+    _rewrite_keeping_size_and_mtime(path, b"evil")
+    if pinned:
+        with pytest.raises(weights.WeightsError, match="checksum mismatch"):
+            weights.resolve(preset, override=path)
+    else:
+        assert weights.resolve(preset, override=path).sha256 == {"w.bin": _sha(b"evil")}
+    assert weights.sha256_file(path) == _sha(b"evil")
+
+
+@pytest.mark.parametrize("where", ["override-file", "override-folder"])
+def test_nothing_is_written_beside_a_refused_file(tmp_path, where):
+    folder = tmp_path / "w"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(b"bad")
+    preset = _preset(WeightFile("w", "w.bin", "http://x/w.bin", _sha(b"good")))
+    with pytest.raises(weights.WeightsError, match="checksum mismatch"):
+        weights.resolve(preset, override=folder / "w.bin" if where == "override-file" else folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["w.bin"]
+
+
+def test_a_pinned_download_leaves_no_sidecar_of_a_refused_file(server):
+    root, url = server
+    (root / "bad.bin").write_bytes(b"tampered")
+    preset = _preset(WeightFile("w", "w.bin", url + "bad.bin", _sha(b"original")))
+    with pytest.raises(weights.WeightsError):
+        weights.resolve(preset, download=True)
+    assert not list(weights.preset_dir(preset).iterdir())
+
+
+@pytest.mark.parametrize("payload", [random.Random(0).randbytes(2000), b"\x80\x04\x95" + random.Random(1).randbytes(64),
+                                     b"PK\x03\x04junk"], ids=["random", "pickle-head", "zip-head"])
+def test_load_errors_never_repeat_torchs_weights_only_false_advice(tmp_path, payload):
+    import torch
+
+    path = tmp_path / "w.pth"
+    path.write_bytes(payload)
+    with pytest.raises(Exception) as err:  # noqa: PT011 (whatever torch raises for this payload)
+        torch.load(path, map_location="cpu", weights_only=True)
+    from genaug.checkpoint import reason
+
+    text = reason(err.value)
+    assert "weights_only" not in text and "False" not in text and "will likely succeed" not in text

@@ -176,6 +176,7 @@ def sample_json(sample: Sample, info: dict) -> dict:
     doc = {
         "key": item.key,
         "source": item.source,
+        "source_rel": item.source_rel,
         "label": item.label,
         "wnid": item.wnid,
         "class_index": item.class_index,
@@ -190,6 +191,8 @@ def sample_json(sample: Sample, info: dict) -> dict:
     }
     if sample.scores:
         doc["scores"] = sample.scores
+    if item.source_meta:
+        doc["source_meta"] = item.source_meta
     return doc
 
 

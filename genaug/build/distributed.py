@@ -28,8 +28,6 @@ import fcntl
 import logging
 import os
 import re
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -63,6 +61,7 @@ from genaug.build.ranks import Ranks, rank_device
 from genaug.build.workers import make_executor
 from genaug.device import device_name
 from genaug.errors import ConfigError
+from genaug.stopping import os_error_message
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ def run_rank(config: BuildConfig, ranks: Ranks, progress: Progress | None = None
     if not out.is_dir():
         editor = _checked_editor(settings)
         create_out_dir(out)
-    with joined(out, settings.fingerprint, ranks), _sigterm_as_interrupt():
+    with joined(out, settings.fingerprint, ranks):
         _check_previous(settings)
         if editor is None:
             editor = _checked_editor(settings)
@@ -95,6 +94,8 @@ def run_rank(config: BuildConfig, ranks: Ranks, progress: Progress | None = None
             state, own = _rank_work(settings, editor, ranks, (start_unix, start), progress)
             if group is not None:
                 _wait_for_all(group, ranks)
+        except OSError as err:  # e.g. the disk is full: this rank's shard in progress was dropped
+            raise BuildError(os_error_message(err)) from err
         finally:
             if group is not None:
                 _leave()
@@ -104,25 +105,6 @@ def run_rank(config: BuildConfig, ranks: Ranks, progress: Progress | None = None
         log.info("%s done; once all %d ranks are done, run: genaug finalize %s", ranks.describe(),
                  ranks.world_size, out)
     return rank_summary(out, state, own)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """torchrun and srun stop their ranks with SIGTERM (after Ctrl-C, or when a rank failed): stop as after
-    Ctrl-C, dropping the shard being filled. Left alone when SIGTERM already has a handler."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
-            signal.SIG_DFL, None):
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _check_rendezvous_env(ranks: Ranks) -> None:
@@ -288,7 +270,7 @@ def _rank_work(settings: BuildSettings, editor, ranks: Ranks, started: tuple[flo
         progress.start(None)
     pool = make_executor(config.num_workers)
     runner = _Runner(settings, editor, pool, progress)
-    runner.write_run_files = False
+    runner.merge_later = True
     runner.stats.update(done)
     listing = _Counted(settings.source)
     events = _FirstEvent(iter_batches(listing, config.shard_size, config.batch_size, config.limit,

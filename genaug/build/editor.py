@@ -11,6 +11,7 @@ import torch
 from msgpack.exceptions import UnpackException as _MsgpackError  # unpack errors that are no ValueError
 
 from genaug.build.config import BuildSettings, ConfigError
+from genaug.checkpoint import reason as load_error_reason
 from genaug.registry import EditorContext
 
 log = logging.getLogger(__name__)
@@ -62,5 +63,5 @@ def _weights_message(settings: BuildSettings, err: Exception) -> str:
         todo = f"check --weights {settings.config.weights} (it must hold the files `genaug models` lists for {preset})"
     else:
         todo = "delete the damaged file(s) and rerun to download them again (`genaug models` lists the URLs)"
-    return (f"preset {preset!r}: cannot load its weights from {files}: {type(err).__name__}: {err}. "
+    return (f"preset {preset!r}: cannot load its weights from {files}: {load_error_reason(err)}. "
             f"The file may be corrupt or incomplete; {todo}.")

@@ -151,6 +151,7 @@ def _merged_manifest(out: Path, manifest: dict, stats: list[dict], done: list[di
         "errors": sum(int(s["nerrors"]) for s in stats),
         "shards": len(stats),
         "shards_resumed": sum(int(s["shards_resumed"]) for s in done),
+        "empty_shards": sum(1 for s in stats if int(s["nsamples"]) == 0),
     }
     config = dict(manifest["config"], device=first["device"])
     per_rank = ("rank", "device", "device_name", "startup_s", "wall_s", "inputs", "shards_built",
@@ -177,6 +178,7 @@ def rank_summary(out: Path, state: dict, own: list[dict]) -> BuildSummary:
     return BuildSummary(
         out=out, inputs=sum(int(s.get("ninputs", 0)) for s in own), samples=sum(int(s["nsamples"]) for s in own),
         errors=sum(int(s["nerrors"]) for s in own), shards=len(own), shards_resumed=int(state["shards_resumed"]),
+        empty_shards=sum(1 for s in own if int(s["nsamples"]) == 0),
         wall_s=float(state["wall_s"]), images_per_s=float(state["images_per_s"]),
     )
 

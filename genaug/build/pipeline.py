@@ -37,8 +37,14 @@ from genaug.build.shard import ShardRun
 from genaug.build.workers import decode_batch, encode_batch, make_executor
 from genaug.device import device_name
 from genaug.methods.editing import unchunked
+from genaug.stopping import Terminated, os_error_message
 
 log = logging.getLogger(__name__)
+
+# errors.jsonl and index.json are rewritten from all stats files after a shard at most this often (and
+# always at the end, on a stop, and by a resume): rewriting them after every shard made runs of many
+# small shards quadratic (2,500 shards: most of the run's time)
+RUN_FILES_EVERY_S = 10.0
 
 __all__ = ["BuildConfig", "BuildError", "ConfigError", "BuildSummary", "Progress", "run_build"]
 
@@ -66,6 +72,7 @@ class BuildSummary:
     errors: int  # inputs skipped (listed in errors.jsonl)
     shards: int  # shards in the output
     shards_resumed: int  # shards found complete and skipped
+    empty_shards: int  # shards with no sample (every input of the chunk skipped)
     wall_s: float  # seconds this run took
     images_per_s: float  # inputs of this run per second
 
@@ -145,7 +152,8 @@ class _Runner:
         self.stats: dict[int, dict] = {}  # shard index -> stats of every complete shard (small)
         self.inputs = 0
         self._mark = time.perf_counter()  # end of the previous shard: a shard's wall time starts here
-        self.write_run_files = True  # False when several ranks share --out (genaug.build.distributed merges them)
+        self._run_files_at = float("-inf")  # when errors.jsonl and index.json were last rewritten
+        self.merge_later = False  # True when several ranks share --out (genaug.build.finalize merges the run files)
 
     def run(self, events: Iterator[_Batch | _ChunkEnd]) -> None:
         queue = collections.deque()
@@ -221,17 +229,28 @@ class _Runner:
             self._write_next()
         stats = shard.finish()
         self.stats[shard.index] = stats
-        if self.write_run_files:
-            runfiles.write_run_files(self.config.out, self.stats.values())
+        if time.perf_counter() - self._run_files_at >= RUN_FILES_EVERY_S:
+            self.write_run_files()
         self.inputs += shard.inputs
         del self.shards[shard.index]
         self._mark = time.perf_counter()
         log.info("%s: %d samples, %d skipped, %.1f images/s", shard.name,
                  stats["nsamples"], stats["nerrors"], stats["images_per_s"])
 
+    def write_run_files(self) -> None:
+        if self.merge_later:
+            return
+        runfiles.write_run_files(self.config.out, self.stats.values())
+        self._run_files_at = time.perf_counter()
+
     def abort(self) -> None:
+        """Drop the shards being written; bring errors.jsonl and index.json up to the finished ones."""
         for shard in self.shards.values():
             shard.abort()
+        try:
+            self.write_run_files()
+        except OSError as err:  # e.g. the disk is full: a rerun rewrites them
+            log.warning("cannot update errors.jsonl and index.json in %s: %s", self.config.out, err)
 
 
 def shard_facts(settings: BuildSettings) -> dict:
@@ -309,21 +328,26 @@ def count_inputs_in_background(source, limit: int | None, progress: Progress) ->
 def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildSummary:
     """Validate `config`, then build (or resume) the shards in `config.out`.
 
-    Raises ConfigError before any work for bad settings, BuildError when the editor fails.
+    Raises ConfigError before any work for bad settings, BuildError when the editor fails or an OS error
+    (a full disk, an unreadable --out) stops it; KeyboardInterrupt / genaug.stopping.Terminated pass
+    through after the manifest is marked interrupted.
     """
     start, started_at = time.perf_counter(), _utc_now()
     settings = resolve(config)  # creates nothing
     out = settings.config.out
-    if out.is_dir():  # lock it while checking, so a running build is refused before the model loads
+    try:
+        if out.is_dir():  # lock it while checking, so a running build is refused before the model loads
+            with runfiles.exclusive(out):
+                _check_previous(settings)
+                editor = _checked_editor(settings)
+                return _build(settings, editor, start, started_at, progress)
+        editor = _checked_editor(settings)
+        create_out_dir(out)  # every check has passed: only now does --out exist
         with runfiles.exclusive(out):
-            _check_previous(settings)
-            editor = _checked_editor(settings)
+            _check_previous(settings)  # another build may have made it meanwhile
             return _build(settings, editor, start, started_at, progress)
-    editor = _checked_editor(settings)
-    create_out_dir(out)  # every check has passed: only now does --out exist
-    with runfiles.exclusive(out):
-        _check_previous(settings)  # another build may have made it meanwhile
-        return _build(settings, editor, start, started_at, progress)
+    except OSError as err:  # reading --out (lock, previous build) failed: nothing was written
+        raise BuildError(os_error_message(err)) from err
 
 
 def _check_previous(settings: BuildSettings) -> None:
@@ -343,12 +367,31 @@ def _checked_editor(settings: BuildSettings):
 
 def _build(settings: BuildSettings, editor, start: float, started_at: str,
            progress: Progress | None) -> BuildSummary:
+    """Every write of the run inside: an OS error anywhere (the first manifest write included) is one
+    clean BuildError naming the file; the run's temporary files are removed."""
     out = settings.config.out
-    done = runfiles.prepare_out(out, settings.config.overwrite, settings.fingerprint)
-    if done:
-        log.info("%d shard(s) already complete in %s; skipping them", len(done), out)
-    batch1_ms = probe_batch1_ms(editor, settings.device, settings.config.seed)
-    runfiles.write_manifest(out, _manifest(settings, editor, status="running", started_at=started_at))
+    manifest_written = False
+    try:
+        done = runfiles.prepare_out(out, settings.config.overwrite, settings.fingerprint)
+        if done:
+            log.info("%d shard(s) already complete in %s; skipping them", len(done), out)
+        batch1_ms = probe_batch1_ms(editor, settings.device, settings.config.seed)
+        runfiles.write_manifest(out, _manifest(settings, editor, status="running", started_at=started_at))
+        manifest_written = True
+        runner = _run_shards(settings, editor, progress, done)
+        return _finish(settings, editor, start, started_at, batch1_ms, runner, len(done))
+    except OSError as err:  # e.g. the disk is full, or --out or the data became unreadable
+        runfiles.remove_temp_files_quietly(out)
+        raise BuildError(os_error_message(err)) from err
+    except (KeyboardInterrupt, Terminated):  # Ctrl-C or SIGTERM: the current shard was dropped
+        runfiles.remove_temp_files_quietly(out)
+        if manifest_written:
+            _mark_interrupted(settings, editor, started_at)
+        raise
+
+
+def _run_shards(settings: BuildSettings, editor, progress: Progress | None, done: dict[int, dict]) -> _Runner:
+    """Build the shards not in `done`; the runner (its stats) when all are written."""
     if progress is not None:
         progress.start(settings.config.limit)
         progress.update(sum(int(s.get("ninputs", 0)) for s in done.values()))
@@ -359,6 +402,37 @@ def _build(settings: BuildSettings, editor, start: float, started_at: str,
     events = iter_batches(iter(settings.source), settings.config.shard_size, settings.config.batch_size,
                           settings.config.limit, set(done))
     drive(runner, pool, events)
+    return runner
+
+
+def drive(runner: _Runner, pool: cf.Executor, events: Iterator[_Batch | _ChunkEnd]) -> None:
+    """Run `events` through `runner`: a dead worker becomes BuildError, any failure drops the shards being
+    filled, and the worker pool is always shut down."""
+    try:
+        runner.run(events)
+    except BrokenProcessPool as err:
+        runner.abort()
+        raise BuildError(f"a worker process died ({err}); it may have run out of memory: try fewer "
+                         f"--num-workers. Completed shards are valid; rerun to resume") from err
+    except BaseException:
+        runner.abort()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _mark_interrupted(settings: BuildSettings, editor, started_at: str) -> None:
+    """On Ctrl-C or SIGTERM: manifest.json status "interrupted" (best effort: the disk may be the problem)."""
+    try:
+        runfiles.write_manifest(settings.config.out, _manifest(settings, editor, status="interrupted",
+                                                               started_at=started_at, stopped_at=_utc_now()))
+    except OSError as err:
+        log.warning("cannot mark manifest.json interrupted: %s", err)
+
+
+def _finish(settings: BuildSettings, editor, start: float, started_at: str, batch1_ms: float, runner: _Runner,
+            resumed: int) -> BuildSummary:
+    out = settings.config.out
     stats = sorted(runner.stats.values(), key=lambda s: int(s["shard"]))
     runfiles.write_run_files(out, stats)
     wall = time.perf_counter() - start
@@ -367,34 +441,14 @@ def _build(settings: BuildSettings, editor, start: float, started_at: str,
         "samples": sum(int(s["nsamples"]) for s in stats),
         "errors": sum(int(s["nerrors"]) for s in stats),
         "shards": len(stats),
-        "shards_resumed": len(done),
+        "shards_resumed": resumed,
+        "empty_shards": sum(1 for s in stats if int(s["nsamples"]) == 0),
     }
     runfiles.write_manifest(out, _manifest(
         settings, editor, status="complete", started_at=started_at, finished_at=_utc_now(),
         wall_time_s=round(wall, 3), counts=counts, timing=_timing(settings, batch1_ms, stats),
     ))
     summary = BuildSummary(out=out, wall_s=wall, images_per_s=runner.inputs / wall if wall > 0 else 0.0, **counts)
-    log.info("build finished in %.1f s: %d pairs, %d inputs skipped, %d shards (%d resumed) in %s",
-             wall, summary.samples, summary.errors, summary.shards, summary.shards_resumed, out)
+    log.info("build finished in %.1f s: %d pairs, %d inputs skipped, %d shards (%d resumed, %d empty) in %s",
+             wall, summary.samples, summary.errors, summary.shards, summary.shards_resumed, summary.empty_shards, out)
     return summary
-
-
-def drive(runner: _Runner, pool: cf.Executor, events: Iterator[_Batch | _ChunkEnd]) -> None:
-    """Run `events` through `runner`; failures become BuildError (the shards being filled are dropped)
-    and the worker pool is always shut down."""
-    try:
-        runner.run(events)
-    except BrokenProcessPool as err:
-        runner.abort()
-        raise BuildError(f"a worker process died ({err}); it may have run out of memory: try fewer "
-                         f"--num-workers. Completed shards are valid; rerun to resume") from err
-    except OSError as err:  # e.g. the disk filled up, or --out or the data became unreadable
-        runner.abort()
-        where = f" ({err.filename})" if err.filename else ""
-        raise BuildError(f"the build stopped: {err.strerror or err}{where}; fix that (e.g. free disk space) "
-                         "and rerun") from err
-    except BaseException:
-        runner.abort()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)

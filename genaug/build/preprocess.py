@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from genaug.limits import pixels_reason
+
 log = logging.getLogger(__name__)
 
 MIN_SIDE = 16  # inputs with a side shorter than this (pixels) are rejected
@@ -108,6 +110,9 @@ def open_image(data: bytes) -> Image.Image:
     except _DECODE_ERRORS as err:
         raise BadInput(f"truncated or unreadable image header: {err}") from err
     width, height = image.size
+    too_many = pixels_reason(width, height)  # from the header, before any pixel is decoded
+    if too_many is not None:
+        raise BadInput(too_many)
     if min(width, height) < MIN_SIDE:
         raise BadInput(f"image too small: {width}x{height} px (need at least {MIN_SIDE} px on each side)")
     try:

@@ -17,13 +17,13 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from genaug.build.shard import done_stats, read_json, remove_temp_files, write_json_atomic
+from genaug.build.shard import done_stats, read_json, remove_temp_files, write_json_atomic, write_text_atomic
 from genaug.errors import ConfigError
 from genaug.format import ERROR_FIELDS, ERRORS, INDEX, MANIFEST, index_document, parse_shard_file, shard_name
 
 log = logging.getLogger(__name__)
 
-FINGERPRINT_VERSION = 3  # bump when the shard content for the same settings changes
+FINGERPRINT_VERSION = 4  # bump when the shard content for the same settings changes (4: source_rel, source_meta)
 
 
 @contextlib.contextmanager
@@ -92,7 +92,8 @@ def check_previous_build(out: Path, overwrite: bool, fingerprint: str, inputs: M
         detail = "shard files of an unknown build"
     else:
         changed = differing_settings(old_inputs, inputs) if old_inputs else []
-        detail = "a build with different settings" + (f" (differs in: {', '.join(changed)})" if changed else "")
+        how = "; ".join(describe_differences(old_inputs, inputs)) if changed else ""
+        detail = "a build with different settings" + (f" (differs in: {', '.join(changed)}; {how})" if changed else "")
     raise ConfigError(
         f"--out {out} already holds {detail}; pass --overwrite to replace it, or choose another --out"
     )
@@ -133,15 +134,18 @@ def done_shards(out: Path, fingerprint: str, only: Callable[[int], bool] | None 
 
 def write_errors(out: Path, stats: list[dict]) -> int:
     """Rewrite errors.jsonl from the stats files (atomically); return the number of lines."""
-    tmp = out / f".{ERRORS}.tmp"
-    count = 0
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for shard in stats:
-            for error in shard.get("errors", []):
-                handle.write(json.dumps({k: error.get(k) for k in ERROR_FIELDS}, sort_keys=True) + "\n")
-                count += 1
-    tmp.replace(out / ERRORS)
-    return count
+    lines = [json.dumps({k: error.get(k) for k in ERROR_FIELDS}, sort_keys=True) + "\n"
+             for shard in stats for error in shard.get("errors", [])]
+    write_text_atomic(out / ERRORS, "".join(lines))
+    return len(lines)
+
+
+def remove_temp_files_quietly(out: Path) -> None:
+    """Remove the run's temporary files after a failure; an error doing so is only logged."""
+    try:
+        remove_temp_files(out)
+    except OSError as err:
+        log.warning("cannot remove the temporary files in %s: %s", out, err)
 
 
 def write_index(out: Path, stats: list[dict]) -> None:
@@ -190,3 +194,25 @@ def fingerprint_inputs(config: Any, method: Any, options: Mapping[str, Any],
 
 def differing_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+_UNSET = object()
+
+
+def describe_differences(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 8) -> list[str]:
+    """'name: <old> in --out, <new> now' per differing setting; settings that are mappings (options,
+    weights_sha256) are compared entry by entry, e.g. 'options.amplitude: 3 in --out, 5 now'."""
+    lines = []
+    for name in differing_settings(old, new):
+        before, after = old.get(name, _UNSET), new.get(name, _UNSET)
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            lines += [f"{name}.{sub}: {_shown(before.get(sub, _UNSET))} in --out, {_shown(after.get(sub, _UNSET))} now"
+                      for sub in differing_settings(before, after)]
+        else:
+            lines.append(f"{name}: {_shown(before)} in --out, {_shown(after)} now")
+    return lines[:limit] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])
+
+
+def _shown(value: Any, width: int = 80) -> str:
+    text = "unset" if value is _UNSET else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -118,8 +118,9 @@ class ShardWriter:
             self._entries[f"{key}.{ext}"] = (self._offset, len(data))
             self._offset += len(data)
 
-    def close(self) -> ShardInfo:
-        """Write the sorted tar under a temporary name, fsync it and rename it into place."""
+    def close(self, sync_dir: bool = True) -> ShardInfo:
+        """Write the sorted tar under a temporary name, fsync it and rename it into place; `sync_dir`:
+        fsync the folder too (a caller that writes another file there right after may do it once)."""
         if self._spool is None:
             raise RuntimeError(f"{self.path.name}: writer is already closed")
         self._spool.close()
@@ -135,6 +136,8 @@ class ShardWriter:
                 raw.flush()
                 os.fsync(raw.fileno())
             os.replace(self._tmp, self.path)
+            if sync_dir:
+                fsync_dir(self.out_dir)
         except BaseException:
             self.abort()
             raise
@@ -198,14 +201,36 @@ def file_digests(path: Path) -> tuple[int, str]:
 def write_json_atomic(path: Path, document: object, tag: str = "") -> None:
     """Write JSON (sorted keys, trailing newline) under a temporary name and rename it into place.
     `tag` makes the temporary name unique when several processes may write `path` at once."""
+    write_text_atomic(path, json.dumps(document, indent=1, sort_keys=True) + "\n", tag=tag)
+
+
+def write_text_atomic(path: Path, text: str, tag: str = "") -> None:
+    """Write `text` under a temporary name, fsync it, rename it into place and fsync the folder (so the
+    rename survives a power loss); on any error the temporary file is removed and the error raised."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}{tag}{TMP_SUFFIX}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=1, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """fsync a folder, making the renames in it durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (PermissionError, IsADirectoryError):
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_json(path: Path) -> dict | None:
@@ -273,7 +298,7 @@ class ShardRun:
     def finish(self) -> dict:
         """Close the tar (atomic rename), then write the stats file (the done-marker); return the stats."""
         start = time.perf_counter()
-        info = self._writer.close()
+        info = self._writer.close(sync_dir=False)  # the stats file's folder fsync covers the rename
         self.timings["write"] += time.perf_counter() - start
         wall = time.perf_counter() - self._start
         stats = {

@@ -24,6 +24,7 @@ import numpy as np
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 PARENT_POLL_S = 1.0  # how often a worker checks that the build process is still alive
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # left to the build process, which stops the pool
 
 
 @dataclasses.dataclass
@@ -36,9 +37,12 @@ class Decoded:
 
 
 def init_worker(parent_pid: int | None = None) -> None:
-    """Process initialiser: one thread per worker (the machine's cores are shared); Ctrl-C is left to
-    the build process (which stops the pool); the worker exits when the build process dies."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Process initialiser: one thread per worker (the machine's cores are shared); Ctrl-C and SIGTERM
+    (sent to the whole process group by a terminal or SLURM) are left to the build process, which stops
+    the pool cleanly; the worker exits when the build process dies."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked since the spawn (_QuietSpawnProcess)
     for name in _THREAD_ENV:
         os.environ[name] = "1"
     if "torch" in sys.modules:
@@ -113,13 +117,31 @@ class InlineExecutor(cf.Executor):
         return future
 
 
+class _QuietSpawnProcess(multiprocessing.get_context("spawn").Process):
+    """A spawned worker that starts with Ctrl-C and SIGTERM blocked, so a signal sent to the process group
+    while it is still importing cannot print a KeyboardInterrupt traceback (init_worker ignores both,
+    then unblocks them). The spawning thread blocks them only while it starts the child: nothing is lost,
+    a signal that came meanwhile is delivered to it right after."""
+
+    def start(self) -> None:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class _QuietSpawnContext(type(multiprocessing.get_context("spawn"))):
+    Process = _QuietSpawnProcess
+
+
 def make_executor(num_workers: int) -> cf.Executor:
     """A process pool of `num_workers` spawned workers, or an InlineExecutor for 0."""
     if num_workers == 0:
         return InlineExecutor()
     return cf.ProcessPoolExecutor(
         max_workers=num_workers,
-        mp_context=multiprocessing.get_context("spawn"),
+        mp_context=_QuietSpawnContext(),
         initializer=init_worker,
         initargs=(os.getpid(),),
     )

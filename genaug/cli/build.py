@@ -17,6 +17,7 @@ import click
 from genaug.errors import ConfigError
 from genaug.format import AUG_FORMATS
 from genaug.registry import PRECISIONS, REGISTRY
+from genaug.stopping import Terminated, exit_code
 
 log = logging.getLogger(__name__)
 
@@ -228,13 +229,14 @@ def build(method, preset, data, out, batch_size, num_workers, device, precision,
         raise click.UsageError(str(err)) from err
     except BuildError as err:
         raise click.ClickException(f"{err}\nCompleted shards are valid; rerun the same command to resume.") from err
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as err:  # Ctrl-C, or SIGTERM (e.g. SLURM ending the job)
         if progress is not None:
             progress.close()
             progress = None
-        click.echo(f"\ninterrupted: completed shards in {out} are kept; rerun the same command to resume the "
-                   "build.", err=True)
-        sys.exit(130)
+        what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        click.echo(f"\n{what}: completed shards in {out} are kept, the shard in progress was dropped; rerun the "
+                   "same command to resume the build.", err=True)
+        sys.exit(exit_code(err))
     finally:
         if progress is not None:
             progress.close()
@@ -243,9 +245,10 @@ def build(method, preset, data, out, batch_size, num_workers, device, precision,
         who = ""
         if ranks.distributed:
             who = f"rank {ranks.rank} of {ranks.world_size} ({'whole build' if whole else 'its own shards'}): "
+        empty = f", {summary.empty_shards} empty (every input skipped)" if summary.empty_shards else ""
         click.echo(
             f"{who}{summary.samples} pairs written, {summary.errors} inputs skipped (see errors.jsonl), "
-            f"{summary.shards} shards ({summary.shards_resumed} resumed) in {summary.out}; "
+            f"{summary.shards} shards ({summary.shards_resumed} resumed{empty}) in {summary.out}; "
             f"{summary.wall_s:.1f} s, {summary.images_per_s:.1f} images/s"
         )
     if whole and summary.samples == 0 and summary.errors > 0:

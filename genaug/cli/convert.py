@@ -8,6 +8,7 @@ import click
 
 from genaug import weights
 from genaug.build.editor import WEIGHT_LOAD_ERRORS
+from genaug.checkpoint import reason as load_error_reason
 from genaug.registry import REGISTRY
 
 
@@ -47,7 +48,7 @@ def convert(preset: str, weights_path: Path | None, out: Path | None, no_downloa
         files = ", ".join(str(p) for p in resolved.paths.values())
         todo = ("check --weights" if weights_path is not None else
                 "delete the damaged file(s) and rerun to download them again")
-        raise click.ClickException(f"preset {preset!r}: cannot convert {files}: {type(err).__name__}: {err}. "
+        raise click.ClickException(f"preset {preset!r}: cannot convert {files}: {load_error_reason(err)}. "
                                    f"The file may be corrupt or incomplete; {todo}.") from err
     sha = weights.sha256_file(target)
     click.echo(f"wrote {target}  sha256 {sha}")

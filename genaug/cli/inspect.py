@@ -81,7 +81,8 @@ def _print_report(result: dict) -> None:
 @click.option("--verify", is_flag=True, help="Decode every image, check every pair, json, label and stats file; "
               "exit 1 on any problem.")
 @click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write a contact sheet of real|aug pairs (real cropped as the model saw it); the format "
+              help="Write a contact sheet of real|aug pairs (real cropped as the model saw it, columns labelled "
+              "real and aug, keys wrapped under each pair); the format "
               f"follows the extension: {', '.join(SHEET_FORMATS)}.")
 @click.option("--n", "n_pairs", type=click.IntRange(1, 4096), default=16, show_default=True,
               help="Number of pairs in the --grid sheet.")
@@ -105,7 +106,7 @@ def inspect(paths: tuple[str, ...], verify: bool, grid: Path | None, n_pairs: in
     result = inspect_shards(list(paths), verify=verify)  # also reports a build that wrote no shard yet
     if grid is not None:
         try:
-            result["grid"] = write_contact_sheet(shards, grid, n=n_pairs, tile=tile, captions=captions)
+            result["grid"] = write_contact_sheet(shards, grid, n=n_pairs, tile=tile, captions=captions, labels=True)
         except (ValueError, OSError) as err:
             result["problems"].append(f"--grid: {err}")
     if as_json:

@@ -8,6 +8,7 @@ import logging
 import click
 
 from genaug import __version__
+from genaug.stopping import Terminated, exit_code, sigterm_raises
 
 # subcommand name -> ("module:attribute", one-line help for `genaug --help`); each module is one thin command
 COMMANDS = {
@@ -32,6 +33,18 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def invoke(self, ctx: click.Context):
+        """SIGTERM raises Terminated like Ctrl-C raises KeyboardInterrupt; a stop that no command handled
+        (e.g. during start-up, while torch loads) ends with one line and exit 130 (SIGINT) / 143 (SIGTERM),
+        not click's "Aborted!" and exit 1."""
+        try:
+            with sigterm_raises():
+                return super().invoke(ctx)
+        except (KeyboardInterrupt, Terminated) as err:
+            what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+            click.echo(f"\n{what}: stopped before the command finished", err=True)
+            ctx.exit(exit_code(err))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in COMMANDS:

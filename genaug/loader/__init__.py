@@ -2,11 +2,12 @@
 
     from torch.utils.data import DataLoader
     from genaug.loader import GenCLWebDataset
-    dataset = GenCLWebDataset("shards/", gamma=0.5, seed=0)          # index.json, folder, pattern or list
-    loader = DataLoader(dataset, batch_size=256, num_workers=8)
+    dataset = GenCLWebDataset("shards/", gamma=0.5, seed=0, batch_size=256)  # folder(s), index.json, pattern, list
+    loader = DataLoader(dataset, batch_size=256, num_workers=8)              # len(loader) exact
     for (view1, view2), label, key in loader: ...
 
-See docs/loader.md for the pair rule, transforms, DDP and the trainer adapters.
+See docs/loader.md for the pair rule, transforms, the epoch split over ranks and workers, shard
+verification, several runs at once and the trainer adapters.
 """
 
 from genaug.loader.adapters import ADAPTERS, get_adapter
@@ -14,6 +15,7 @@ from genaug.loader.mapstyle import GenCLMapDataset
 from genaug.loader.pairs import GenCLPairs, PairStats
 from genaug.loader.shardindex import ShardIndex, read_index, resolve_shards
 from genaug.loader.streaming import GenCLWebDataset, distributed_info
+from genaug.loader.tarread import MAX_MEMBER_BYTES, ShardMismatchError
 from genaug.loader.transforms import (
     ABLATION_OPS,
     TG_PRESETS,
@@ -28,8 +30,10 @@ __all__ = [
     "GenCLMapDataset",
     "GenCLPairs",
     "GenCLWebDataset",
+    "MAX_MEMBER_BYTES",
     "PairStats",
     "ShardIndex",
+    "ShardMismatchError",
     "TG_PRESETS",
     "distributed_info",
     "generative_transform",

@@ -20,6 +20,8 @@ from genaug.format import group_members, is_remote
 from genaug.loader.adapters import get_adapter
 from genaug.loader.pairs import GenCLPairs
 from genaug.loader.shardindex import resolve_shards
+from genaug.loader.tarread import OversizedMember, ShardMismatchError, drop_oversized, member_cap
+from genaug.loader.verify import verify_shards
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +37,15 @@ def scan_tar(path: str) -> list[tuple[str, dict[str, Member]]]:
 
 
 class GenCLMapDataset(torch.utils.data.Dataset):
-    """GenCL pairs by index. source: index.json or a folder holding one (local files only).
+    """GenCL pairs by index. source: index.json, a folder holding one, or a list of them (local files only).
 
-    pairs / pair options / adapter: as for :class:`genaug.loader.GenCLWebDataset`.
+    pairs / pair options / adapter / verify: as for :class:`genaug.loader.GenCLWebDataset`.
     Call ``set_epoch(e)`` each epoch for fresh pair draws (with persistent workers, do it before the
     DataLoader is created or the workers keep the old epoch).
     """
 
-    def __init__(self, source, *, pairs: GenCLPairs | None = None, adapter="default", **pair_options):
+    def __init__(self, source, *, pairs: GenCLPairs | None = None, adapter="default", verify="size",
+                 **pair_options):
         if pairs is not None and pair_options:
             raise ValueError(f"give either pairs= or pair options, not both (got {sorted(pair_options)})")
         index = resolve_shards(source)
@@ -51,6 +54,8 @@ class GenCLMapDataset(torch.utils.data.Dataset):
                              "(use GenCLWebDataset for plain shard lists)")
         if any(is_remote(url) for url in index.urls):
             raise ValueError("GenCLMapDataset reads local shards only; use GenCLWebDataset for remote urls")
+        verify_shards(index, verify)
+        self.prefixes = index.key_prefixes
         self.pairs = pairs if pairs is not None else GenCLPairs(**pair_options)
         self.adapter: Callable = get_adapter(adapter)
         self.urls, self.sizes = index.urls, index.nsamples
@@ -72,7 +77,7 @@ class GenCLMapDataset(torch.utils.data.Dataset):
         if shard not in self._tables:
             table = scan_tar(self.urls[shard])
             if len(table) != self.sizes[shard]:
-                raise ValueError(f"{self.urls[shard]!r} holds {len(table)} samples but index.json says "
+                raise ShardMismatchError(f"{self.urls[shard]!r} holds {len(table)} samples but index.json says "
                                  f"{self.sizes[shard]}; rebuild the index (genaug build --resume)")
             self._tables[shard] = table
         return self._tables[shard]
@@ -84,9 +89,14 @@ class GenCLMapDataset(torch.utils.data.Dataset):
         index %= len(self)
         shard = bisect.bisect_right(self.starts, index) - 1
         key, members = self._table(shard)[index - self.starts[shard]]
-        sample = {"__key__": key, "__url__": self.urls[shard]}
+        prefix = "" if self.prefixes is None else self.prefixes[shard]
+        sample = {"__key__": prefix + key, "__url__": self.urls[shard]}
+        cap = member_cap()
         with open(self.urls[shard], "rb") as stream:
             for ext, (offset, size) in members.items():
+                if size > cap:  # not read: see genaug.loader.tarread
+                    sample[ext] = OversizedMember(f"{key}.{ext}", size, cap)
+                    continue
                 stream.seek(offset)
                 sample[ext] = stream.read(size)
         return sample
@@ -94,4 +104,4 @@ class GenCLMapDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         index = int(index)
         sample = self.raw_sample(index)
-        return self.adapter(self.pairs(sample, epoch=self.epoch, index=index % len(self)))
+        return self.adapter(self.pairs(drop_oversized(sample), epoch=self.epoch, index=index % len(self)))

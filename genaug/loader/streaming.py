@@ -1,13 +1,13 @@
 """Streaming GenCL pairs from genaug shards with webdataset's tar reader.
 
 Stages per epoch (in each DataLoader worker): shard list -> seeded shard shuffle (same permutation on
-every rank) -> split by node (``urls[rank::world_size]``, as ``wds.split_by_node``) -> split by
-worker (as ``wds.split_by_worker``) -> ``wds.tarfile_to_samples`` -> ``wds.shuffle`` buffer ->
-decode + pair rule (after the shuffle, so the buffer holds compressed bytes) -> adapter.
+every rank) -> this rank's and worker's share (genaug.loader.plan: sample ranges with an index.json,
+whole shards or every n-th sample without) -> tar members (size-capped, counts checked:
+genaug.loader.tarread) grouped as webdataset groups them -> ``wds.shuffle`` buffer -> decode + pair
+rule (after the shuffle, so the buffer holds compressed bytes) -> adapter.
 
 ``resampled=True`` draws shards with replacement instead (like ``wds.ResampledShards``) and stops
-each rank after ``samples_per_epoch`` samples (like ``.with_epoch``), so all ranks run the same
-number of batches; use it for DDP when shards do not divide evenly.
+each rank after ``samples_per_epoch`` samples (like ``.with_epoch``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ import webdataset as wds
 
 from genaug.loader.adapters import get_adapter
 from genaug.loader.pairs import GenCLPairs
+from genaug.loader.plan import Segment, WorkerPlan, indexed_plan, per_rank, shard_plan, split_counts
 from genaug.loader.shardindex import ShardIndex, resolve_shards
+from genaug.loader.tarread import drop_oversized, segment_samples
+from genaug.loader.verify import verify_mode, verify_shards
 from genaug.seeding import sample_seed
 
 log = logging.getLogger(__name__)
@@ -54,41 +57,50 @@ def worker_info() -> tuple[int, int]:
 class GenCLWebDataset(torch.utils.data.IterableDataset):
     """GenCL positive pairs streamed from shards; use with ``torch.utils.data.DataLoader``.
 
-    source: index.json, shard folder, brace pattern or list (see genaug.loader.shardindex).
+    source: index.json, shard folder, brace pattern, list of shards, or list of run folders / index files.
     pairs: a :class:`GenCLPairs`; or give its options here (gamma, seed, image_size, tg, ...).
     adapter: 'default' ((v1, v2), label, key) | 'solo-learn' | 'lightly' | 'vicreg' | 'dict' | callable.
     shuffle_shards / shuffle_buffer: shard permutation per epoch and sample buffer size (0 = off).
     resampled / samples_per_epoch: shards with replacement, exactly samples_per_epoch per rank per
-    epoch (default: index total // world_size); without resampled, samples_per_epoch is a cap.
+    epoch (default: index total // world_size); without resampled, samples_per_epoch is a cap with an
+    index.json and an exact count without one (shards are read again when they run out).
+    batch_size: the DataLoader's batch size (per rank); given, workers get whole batches so that
+    ``len(loader)`` equals the batches delivered with any number of workers (see genaug.loader.plan).
     rank / world_size: explicit DDP position (default: torch.distributed, then $RANK/$WORLD_SIZE).
-    handler: webdataset error handler for unreadable tars and samples (default: raise).
+    verify: 'size' (default) | 'md5' | 'none': shards checked against index.json before the first step.
+    handler: webdataset error handler for bad samples (default: raise). Shard-level faults always raise.
     """
 
     def __init__(self, source, *, pairs: GenCLPairs | None = None, adapter="default",
                  shuffle_shards: bool = True, shuffle_buffer: int = 1000, resampled: bool = False,
                  samples_per_epoch: int | None = None, rank: int | None = None,
-                 world_size: int | None = None, handler: Callable = wds.reraise_exception,
-                 **pair_options):
+                 world_size: int | None = None, batch_size: int | None = None, verify="size",
+                 handler: Callable = wds.reraise_exception, **pair_options):
         super().__init__()
         if pairs is not None and pair_options:
             raise ValueError(f"give either pairs= or pair options, not both (got {sorted(pair_options)})")
         if shuffle_buffer < 0:
             raise ValueError(f"shuffle_buffer={shuffle_buffer}: use 0 (no shuffling) or a positive size")
+        if batch_size is not None and int(batch_size) < 1:
+            raise ValueError(f"batch_size={batch_size}: give the DataLoader's batch size (>= 1) or None")
         self.pairs = pairs if pairs is not None else GenCLPairs(**pair_options)
         self.adapter = get_adapter(adapter)
+        self.verify = verify_mode(verify)
         self.index: ShardIndex = resolve_shards(source)
         self.rank, self.world_size = distributed_info(rank, world_size)
         self.shuffle_shards, self.shuffle_buffer = shuffle_shards, int(shuffle_buffer)
         self.resampled, self.handler = resampled, handler
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.samples_per_epoch = self._samples_per_epoch(samples_per_epoch)
         self.epoch = 0
-        self._starts = None
+        self._check_split()
+        verify_shards(self.index, self.verify)
+        self._prefix = self.index.key_prefix()
+        self._sizes, self._starts = {}, {}
         if self.index.nsamples is not None:
-            starts = itertools.accumulate(self.index.nsamples, initial=0)
-            self._starts = dict(zip(self.index.urls, starts))
-        if not resampled and len(self.index.urls) % self.world_size:
-            log.warning("%d shards over %d ranks: ranks get unequal sample counts (a DDP step may hang at the "
-                        "end of the epoch); use resampled=True", len(self.index.urls), self.world_size)
+            self._sizes = dict(zip(self.index.urls, self.index.nsamples, strict=True))
+            starts = list(itertools.accumulate(self.index.nsamples, initial=0))[:-1]
+            self._starts = dict(zip(self.index.urls, starts, strict=True))
 
     def _samples_per_epoch(self, samples_per_epoch: int | None) -> int | None:
         if samples_per_epoch is not None:
@@ -101,6 +113,22 @@ class GenCLWebDataset(torch.utils.data.IterableDataset):
                                  "source has no index.json")
             return max(1, self.index.total // self.world_size)
         return None
+
+    def _check_split(self) -> None:
+        """Refuse, here in the main process, a split that would starve a rank; warn when ranks may differ."""
+        if self.resampled or self.index.nsamples is not None or self.world_size == 1:
+            return  # with sample counts every rank gets the same number (plan.py); one rank never waits
+        n_urls = len(self.index.urls)
+        if n_urls < self.world_size:
+            raise ValueError(
+                f"{n_urls} shard(s) cannot feed {self.world_size} rank(s): without index.json the ranks split "
+                "whole shards, so some would get no data and DDP would hang. Point the loader at the run's "
+                "index.json (ranks then split samples), use resampled=True with samples_per_epoch, or "
+                "rebuild with a smaller --shard-size")
+        if self.samples_per_epoch is None:
+            log.warning("%d shards over %d ranks without index.json: sample counts per rank are unknown and may "
+                        "differ (a DDP step may hang at the end of the epoch); point the loader at index.json or "
+                        "pass samples_per_epoch", n_urls, self.world_size)
 
     @property
     def stats(self):
@@ -118,12 +146,8 @@ class GenCLWebDataset(torch.utils.data.IterableDataset):
             random.Random(sample_seed(self.pairs.seed, "shards", f"epoch/{self.epoch}")).shuffle(urls)
         return urls
 
-    def rank_urls(self) -> list[str]:
-        """This rank's shards this epoch (non-resampled mode)."""
-        return self.epoch_urls()[self.rank :: self.world_size]
-
     def __len__(self) -> int:
-        """Samples this rank yields per epoch: samples_per_epoch (a cap when not resampled) or index.json."""
+        """Samples this rank yields per epoch (exact in every mode; see genaug.loader.plan)."""
         if self.resampled:
             return self.samples_per_epoch
         if self.index.nsamples is None:
@@ -131,67 +155,73 @@ class GenCLWebDataset(torch.utils.data.IterableDataset):
                 return self.samples_per_epoch
             raise TypeError(f"length of {self.index.name!r} is unknown: point the loader at index.json or "
                             "pass samples_per_epoch")
-        sizes = dict(zip(self.index.urls, self.index.nsamples))
-        exact = sum(sizes[u] for u in self.rank_urls())
-        return exact if self.samples_per_epoch is None else min(exact, self.samples_per_epoch)
+        length = per_rank(self.index.total, self.world_size)
+        return length if self.samples_per_epoch is None else min(length, self.samples_per_epoch)
 
-    def _worker_urls(self, worker: int, n_workers: int) -> Iterator[str]:
+    def worker_plan(self, worker: int = 0, n_workers: int = 1) -> WorkerPlan:
+        """What this rank's DataLoader worker reads this epoch (resampled: its quota only)."""
+        batch = self.batch_size or 1
+        quota = None if self.samples_per_epoch is None else split_counts(self.samples_per_epoch, n_workers,
+                                                                         batch)[worker]
         if self.resampled:
-            rng = random.Random(sample_seed(self.pairs.seed, f"{self.rank}/{worker}", f"resample/{self.epoch}"))
-            urls = self.epoch_urls()
-            return (rng.choice(urls) for _ in itertools.count())
-        n_urls, needed = len(self.index.urls), self.world_size * n_workers
-        if n_urls < needed:
-            raise ValueError(
-                f"{n_urls} shard(s) cannot feed {self.world_size} rank(s) x {n_workers} DataLoader worker(s) "
-                f"= {needed} readers: some would get no data and DDP would hang. Use num_workers <= "
-                f"{max(1, n_urls // self.world_size)}, resampled=True, or rebuild with a smaller --shard-size")
-        return iter(self.rank_urls()[worker::n_workers])
+            return WorkerPlan((), quota)
+        urls = self.epoch_urls()
+        if self.index.nsamples is None:
+            return shard_plan(urls, self.rank, self.world_size, worker, n_workers, quota, self._starts, self._sizes)
+        return indexed_plan(urls, [self._sizes[u] for u in urls], [self._starts[u] for u in urls], self.rank,
+                            self.world_size, worker, n_workers, batch, self.samples_per_epoch)
 
-    def _worker_quota(self, worker: int, n_workers: int) -> int | None:
-        """This worker's share of samples_per_epoch (the shares of a rank's workers sum to it)."""
-        if self.samples_per_epoch is None:
-            return None
-        total = self.samples_per_epoch
-        return total // n_workers + (worker < total % n_workers)
+    def _segments(self, plan: WorkerPlan, worker: int) -> Iterator[Segment]:
+        if not self.resampled:
+            return iter(plan.segments)
+        rng = random.Random(sample_seed(self.pairs.seed, f"{self.rank}/{worker}", f"resample/{self.epoch}"))
+        urls = self.epoch_urls()
+        return (Segment(u, start=self._starts.get(u), nsamples=self._sizes.get(u))
+                for u in (rng.choice(urls) for _ in itertools.count()))
 
-    def raw_samples(self, worker: int = 0, n_workers: int = 1) -> Iterator[dict]:
+    def raw_samples(self, worker: int = 0, n_workers: int = 1, plan: WorkerPlan | None = None) -> Iterator[dict]:
         """Undecoded samples of this rank/worker in shuffled order, with ``__index__`` (-1 if unknown)."""
-        urls = self._worker_urls(worker, n_workers)
-        samples = wds.tarfile_to_samples(handler=self.handler)({"url": u} for u in urls)
-        samples = self._with_index(samples)
+        plan = plan if plan is not None else self.worker_plan(worker, n_workers)
+        samples = itertools.chain.from_iterable(segment_samples(s) for s in self._segments(plan, worker))
+        if plan.stride > 1:
+            samples = itertools.islice(samples, plan.offset, None, plan.stride)
+        if self._prefix:
+            samples = (dict(s, __key__=self._prefix[s["__url__"]] + s["__key__"]) for s in samples)
         if self.shuffle_buffer > 1:
             rng = random.Random(sample_seed(self.pairs.seed, f"{self.rank}/{worker}", f"buffer/{self.epoch}"))
             samples = wds.shuffle(self.shuffle_buffer, min(self.shuffle_buffer, 100), rng=rng)(samples)
         return samples
 
-    def _with_index(self, samples: Iterator[dict]) -> Iterator[dict]:
-        """Annotate index.json positions (a resampled shard drawn twice in a row wraps around)."""
-        sizes = {} if self.index.nsamples is None else dict(zip(self.index.urls, self.index.nsamples))
-        url, position = None, 0
-        for sample in samples:
-            if sample["__url__"] != url:
-                url, position = sample["__url__"], 0
-            start = None if self._starts is None else self._starts.get(url)
-            sample["__index__"] = -1 if start is None else start + position % max(1, sizes[url])
-            position += 1
-            yield sample
-
     def __iter__(self) -> Iterator:
         worker, n_workers = worker_info()
-        quota = self._worker_quota(worker, n_workers)
-        items = self._pairs(self.raw_samples(worker, n_workers))
-        if quota is not None:
-            items = itertools.islice(items, quota)
-        for item in items:
+        plan = self.worker_plan(worker, n_workers)
+        for item in self._items(plan, worker, n_workers):
             yield self.adapter(item)
+
+    def _items(self, plan: WorkerPlan, worker: int, n_workers: int) -> Iterator[dict]:
+        """Exactly plan.count pairs when it is set: a pass that ends short (samples skipped by the handler,
+        or shards without index.json shorter than samples_per_epoch) is followed by another one."""
+        produced = 0
+        while plan.count is None or produced < plan.count:
+            before = produced
+            for item in self._pairs(self.raw_samples(worker, n_workers, plan)):
+                yield item
+                produced += 1
+                if produced == plan.count:
+                    return
+            if plan.count is None or produced == before:
+                if plan.count is not None:
+                    log.error("worker %d of rank %d: no usable sample in its share; it yields %d of %d",
+                              worker, self.rank, produced, plan.count)
+                return
+            log.info("worker %d of rank %d: share ran out after %d of %d samples; reading it again",
+                     worker, self.rank, produced, plan.count)
 
     def _pairs(self, samples: Iterator[Mapping]) -> Iterator[dict]:
         for sample in samples:
             try:
-                yield self.pairs(sample, epoch=self.epoch, index=sample["__index__"])
+                yield self.pairs(drop_oversized(sample), epoch=self.epoch, index=sample["__index__"])
             except PAIR_ERRORS as err:
                 log.warning("sample %s from %s: %s", sample.get("__key__"), sample.get("__url__"), err)
                 if not self.handler(err):
                     return
-

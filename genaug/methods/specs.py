@@ -100,15 +100,15 @@ def check_option_values(options: Mapping[str, Any]) -> None:
     if not options["choice_temperature"] >= 0:
         raise ValueError(f"--choice-temperature {options['choice_temperature']}: must be >= 0 (paper: 4.5)")
     ClassToken.parse(str(options["class_token"]), None)
-    checks = {
-        "ring": ("ring_width", options["ring_width"] >= 1, ">= 1"),
-        "random": ("mask_ratio", 0.0 < options["mask_ratio"] <= 1.0, "in (0, 1]"),
-        "blocks": ("blocks", options["blocks"] >= 1 and options["block_size"] >= 1, ">= 1 (and --block-size >= 1)"),
-        "outpaint": ("outpaint_scale", 0.0 < options["outpaint_scale"] < 1.0, "in (0, 1)"),
+    checks = {  # per pattern: (option, ok, rule) for each option it uses, the first failing one is named
+        "ring": [("ring_width", options["ring_width"] >= 1, ">= 1")],
+        "random": [("mask_ratio", 0.0 < options["mask_ratio"] <= 1.0, "in (0, 1]")],
+        "blocks": [("blocks", options["blocks"] >= 1, ">= 1"), ("block_size", options["block_size"] >= 1, ">= 1")],
+        "outpaint": [("outpaint_scale", 0.0 < options["outpaint_scale"] < 1.0, "in (0, 1)")],
     }
-    name, ok, rule = checks[options["mask"]]
-    if not ok:
-        raise ValueError(f"--{name.replace('_', '-')} {options[name]}: must be {rule}")
+    for name, ok, rule in checks[options["mask"]]:
+        if not ok:
+            raise ValueError(f"--{name.replace('_', '-')} {options[name]}: must be {rule}")
 
 
 # ---- noise (IC-GAN) ----------------------------------------------------------------------------------

@@ -73,14 +73,20 @@ def _nearest(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return image[rows][:, cols]
 
 
-def throughput(series: Mapping[str, Sequence[tuple[str, float]]], path: Path) -> None:
-    """images/s per shard, one line per run, x = shard position in the run."""
+def throughput(series: Mapping[str, Sequence[tuple[str, float]]], path: Path) -> Figure:
+    """images/s per shard, one line per run, x = shard position in the run (whole shards: the axis spans
+    half a shard either side, so one shard is one point at 0, not a hair-thin axis). Returns the figure."""
     fig = Figure(figsize=(6.5, 3.2), layout="constrained")
     ax = fig.subplots()
+    longest = max((len(points) for points in series.values()), default=0)
     for name, points in series.items():
         if points:
             ax.plot(range(len(points)), [v for _, v in points], marker="o", label=name)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if longest <= 2:  # MaxNLocator falls back to fractions on a range this short
+        ax.set_xticks(range(max(longest, 1)))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(-0.5, max(longest, 1) - 0.5)
     ax.set_xlabel("shard (build order)")
     ax.set_ylabel("images/s")
     ax.set_ylim(bottom=0)
@@ -88,3 +94,4 @@ def throughput(series: Mapping[str, Sequence[tuple[str, float]]], path: Path) ->
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)
+    return fig

@@ -189,3 +189,30 @@ def make_shards(out_dir, n_samples: int = 24, shard_size: int = 8, labelled: boo
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     (out / "errors.jsonl").write_text("")
     return paths
+
+
+def _raw_member(handle, name: str, data: bytes | None, size: int | None = None) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data) if data is not None else size
+    handle.write(info.tobuf(format=tarfile.USTAR_FORMAT))
+    padded = -(-info.size // 512) * 512
+    if data is None:
+        handle.seek(padded, 1)  # a hole: zeros when read, nothing written, no memory used
+    else:
+        handle.write(data + b"\0" * (padded - len(data)))
+
+
+def add_big_member(path, key: str, field: str, size: int) -> None:
+    """Rewrite the tar at `path` with one more sample `key` whose `field` member is `size` bytes of zeros,
+    stored as a hole (a sparse file: cheap to make at any size). Unless `field` is real.jpg, the sample
+    also gets a small real.jpg (a copy of the first one). The stats/index.json entries are not updated."""
+    with tarfile.open(path) as src:
+        members = [(m.name, src.extractfile(m).read()) for m in src.getmembers()]
+    real = next(data for name, data in members if name.endswith("real.jpg"))
+    with open(path, "wb") as handle:
+        for name, data in members:
+            _raw_member(handle, name, data)
+        if field != "real.jpg":
+            _raw_member(handle, f"{key}.real.jpg", real)
+        _raw_member(handle, f"{key}.{field}", None, size)
+        handle.write(b"\0" * 1024)  # end of archive

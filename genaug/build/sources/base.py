@@ -16,6 +16,7 @@ from typing import Iterator
 
 from genaug.build.preprocess import BadInput
 from genaug.build.sources.imagenet import as_imagenet1k_index, imagenet1k_index
+from genaug.limits import read_file_capped, regular_file_problem
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class SourceItem:
     data: bytes | None  # bytes already in hand (shard sources); None -> read `source` in a worker
     class_index: int | None = None  # ImageNet-1k class index (0..999) when known (see module doc)
     error: str | None = None  # set: the item is a recorded problem of the source (e.g. a broken input shard)
+    source_rel: str | None = None  # `source` relative to --data (see Source.relative)
+    source_meta: dict | None = None  # input-side text/JSON fields of a shard sample (see ShardSource)
 
 
 def slug_key(text: str, hashed: str | None = None) -> str:
@@ -74,11 +77,36 @@ def _sorted_entries(folder: str) -> list[os.DirEntry]:
         return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
 
 
+def entry_kind(entry: os.DirEntry) -> tuple[str, str | None]:
+    """("dir" | "file" | "other" | "error", reason) of a folder entry, following symlinks; never raises.
+
+    "error": the entry cannot be stat'ed (a symlink loop, a dangling link, permission denied), with the
+    reason; "other": not a regular file (FIFO, socket, device), with the reason; reading such an entry
+    could block or never end, so it is recorded instead of read."""
+    try:
+        if entry.is_dir():
+            return "dir", None
+        mode = entry.stat().st_mode
+    except OSError as err:
+        if entry.is_symlink() and isinstance(err, FileNotFoundError):
+            return "error", f"broken symlink (its target {_link_target(entry.path)} does not exist)"
+        return "error", f"cannot stat: {err.strerror or err}"
+    problem = regular_file_problem(mode)
+    return ("file", None) if problem is None else ("other", problem)
+
+
+def _link_target(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError as err:
+        return f"unreadable: {err.strerror or err}"
+
+
 def walk_images(root: str, rel: str = "", seen: tuple = ()) -> Iterator[tuple[str, str, str | None]]:
     """(relative posix path, absolute path, None) of every image below `root`, depth first, each
-    folder's entries sorted by name; symlinked folders are followed once (loops are cut). A subfolder
-    that cannot be listed gives (its relative path, its path, the reason) and the walk goes on; an
-    unreadable `root` raises OSError."""
+    folder's entries sorted by name; symlinked folders are followed once (loops are cut). An entry named
+    like an image that cannot be stat'ed or is not a regular file, and a subfolder that cannot be listed,
+    give (its relative path, its path, the reason) and the walk goes on; an unreadable `root` raises OSError."""
     folder = os.path.join(root, rel) if rel else root
     try:
         stat = os.stat(folder)
@@ -92,17 +120,18 @@ def walk_images(root: str, rel: str = "", seen: tuple = ()) -> Iterator[tuple[st
     ident = (stat.st_dev, stat.st_ino)
     if ident in seen:
         log.warning("skipping %s: symlink loop", folder)
+        yield rel, folder, "symlink loop: the folder links back to one being walked (not followed again)"
         return
     for entry in entries:
         child = f"{rel}/{entry.name}" if rel else entry.name
-        if entry.is_dir():
+        kind, reason = entry_kind(entry)
+        if kind == "dir":
             yield from walk_images(root, child, seen + (ident,))
-        elif is_image_name(entry.name) and (entry.is_file() or _is_dangling(entry)):
-            yield child, entry.path, None  # a dangling symlink too: reading it records "broken symlink"
-
-
-def _is_dangling(entry: os.DirEntry) -> bool:
-    return entry.is_symlink() and not os.path.exists(entry.path)
+        elif is_image_name(entry.name):
+            yield child, entry.path, reason  # reason None: a regular file, read in a worker
+        elif kind == "error":  # any name: it may be a folder (e.g. a symlinked folder that loops)
+            log.warning("cannot stat %s (%s); it is recorded as a skipped input", entry.path, reason)
+            yield child, entry.path, reason
 
 
 class Source:
@@ -112,19 +141,28 @@ class Source:
     kind: str  # "imagenet-folder" | "image-folder" | "file-list" | "shards" | "samples"
     labelled: bool  # True when items carry labels
 
+    root: str  # what relative sources are relative to (the folder, or the list file's folder)
+
     def _records(self) -> Iterator[tuple]:
         """(key, source, label, wnid, data) per item, plus an error text as a 6th field for an item
-        that stands for a problem of the source itself (recorded in errors.jsonl, never edited)."""
+        that stands for a problem of the source itself (recorded in errors.jsonl, never edited; None for
+        others) and the item's source_meta as an optional 7th."""
         raise NotImplementedError
 
     def class_index(self, label: int | None, wnid: str | None) -> int | None:
         """ImageNet-1k class index of an item: by default its numeric label taken as one (0..999)."""
         return as_imagenet1k_index(label)
 
+    def relative(self, source: str) -> str:
+        """`source` relative to --data: the path below the folder (or, for a list, its list file's folder),
+        posix-style."""
+        return Path(os.path.relpath(source, self.root)).as_posix()
+
     def __iter__(self) -> Iterator[SourceItem]:
-        for index, (key, source, label, wnid, data, *error) in enumerate(self._records()):
+        for index, (key, source, label, wnid, data, *extra) in enumerate(self._records()):
             yield SourceItem(index=index, key=key, source=source, label=label, wnid=wnid, data=data,
-                             class_index=self.class_index(label, wnid), error=error[0] if error else None)
+                             class_index=self.class_index(label, wnid), error=extra[0] if extra else None,
+                             source_rel=self.relative(source), source_meta=extra[1] if len(extra) > 1 else None)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.description}>"
@@ -182,29 +220,38 @@ class ImageNetFolderSource(Source):
                 stem = os.path.splitext(entry.name)[0]
                 stems[stem] = stems.get(stem, 0) + 1
             for entry in entries:
-                if entry.is_dir():
+                kind, reason = entry_kind(entry)
+                if kind == "dir":
                     for rel, path, error in walk_images(class_dir, entry.name):
                         yield path_key(f"{wnid}/{rel}"), path, label, wnid, None, error
-                elif is_image_name(entry.name) and (entry.is_file() or _is_dangling(entry)):
+                elif is_image_name(entry.name) or kind == "error":
                     stem = os.path.splitext(entry.name)[0]
                     plain = stems[stem] == 1 and CLEAN_KEY.fullmatch(stem) and stem.startswith(f"{wnid}_")
-                    yield (stem if plain else path_key(f"{wnid}/{entry.name}")), entry.path, label, wnid, None
+                    key = stem if plain else path_key(f"{wnid}/{entry.name}")
+                    yield key, entry.path, label, wnid, None, reason
 
 
 def imagenet_classes(root: Path) -> list[str] | None:
     """Sorted class folder names if `root` looks like ImageNet-style class folders, else None.
 
     Rule: `root` holds no image files itself, has at least one (non-hidden) subfolder, and every
-    subfolder directly holds at least one image file."""
+    subfolder directly holds at least one image file. Entries named like images that cannot be stat'ed
+    or are not regular files count as image files; a subfolder that cannot be listed counts as a class
+    (so labels do not depend on permissions; its items are recorded as errors by the build)."""
     classes = []
     for entry in _sorted_entries(str(root)):
-        if entry.is_file() and is_image_name(entry.name):
-            return None
-        if entry.is_dir():
+        kind, _ = entry_kind(entry)
+        if kind != "dir":
+            if is_image_name(entry.name):
+                return None
+            continue
+        try:
             with os.scandir(entry.path) as it:
-                if not any(e.is_file() and is_image_name(e.name) for e in it):
+                if not any(is_image_name(e.name) and entry_kind(e)[0] != "dir" for e in it):
                     return None
-            classes.append(entry.name)
+        except OSError as err:
+            log.warning("cannot list %s (%s); taken as a class folder", entry.path, err.strerror or err)
+        classes.append(entry.name)
     return classes or None
 
 
@@ -222,14 +269,15 @@ def read_item_bytes(item: SourceItem) -> bytes:
     if item.error is not None:
         raise BadInput(item.error)
     try:
-        with open(item.source, "rb") as handle:
-            data = handle.read()
+        data = read_file_capped(item.source)
     except FileNotFoundError as err:
         if os.path.islink(item.source):
-            raise BadInput(f"broken symlink (its target {os.readlink(item.source)} does not exist)") from err
+            raise BadInput(f"broken symlink (its target {_link_target(item.source)} does not exist)") from err
         raise BadInput(f"cannot read file: {err.strerror or err}") from err
     except OSError as err:
         raise BadInput(f"cannot read file: {err.strerror or err}") from err
+    except ValueError as err:  # not a regular file, or over the member size limit (genaug.limits)
+        raise BadInput(str(err)) from err
     if not data:
         raise BadInput("zero-byte file")
     return data

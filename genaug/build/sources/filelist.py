@@ -28,6 +28,7 @@ class FileListSource(Source):
         self.list_path = list_path
         self.named = named or f"--data {list_path}"
         self.base = list_path.parent
+        self.root = str(self.base)
         self.labelled = False
         count = 0
         for count, (_, _, label) in enumerate(self._lines(), start=1):

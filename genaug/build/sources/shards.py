@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 LABEL_PROBE = 3  # shards tried for a first sample when remote ones fail
 END_CHECK_BYTES = 1 << 20  # bytes after a tar's last member checked to be zero padding
+META_MAX_BYTES = 1 << 16  # an input text/JSON field larger than this is not copied into source_meta
 
 
 class ShardSource(Source):
@@ -70,7 +71,41 @@ class ShardSource(Source):
         image = next((fields[f] for f in SHARD_IMAGE_FIELDS if f in fields), b"")
         wnid_match = WNID_KEY.fullmatch(member_key)
         label = _shard_label(fields.get("cls"), f"{url}#{member_key}") if self.labelled else None
-        return key, f"{url}#{member_key}", label, wnid_match.group(1) if wnid_match else None, image
+        wnid = wnid_match.group(1) if wnid_match else None
+        oversized = getattr(fields, "oversized", None)
+        if oversized:  # a member over genaug.limits.MAX_MEMBER_BYTES: the sample is skipped, nothing read
+            return key, f"{url}#{member_key}", label, wnid, None, "; ".join(oversized.values())
+        return key, f"{url}#{member_key}", label, wnid, image, None, source_meta(fields)
+
+    def relative(self, source: str) -> str:
+        """'<shard file name>#<member key>' (a shard's own record: its file name)."""
+        url, sep, member = source.partition("#")
+        return f"{url.rstrip('/').rsplit('/', 1)[-1]}{sep}{member}"
+
+
+def source_meta(fields: dict) -> dict | None:
+    """The input sample's text and JSON fields (img2dataset's caption ``txt`` and ``json`` with url, size
+    and status; a ``json`` with ImageNet's ``filename``), kept under ``source_meta`` in the sample json:
+    ``txt``-like fields as text, ``json``-like ones parsed (as text when they do not parse). A field over
+    META_MAX_BYTES is kept as {"omitted_bytes": n}. None when the sample has none."""
+    meta = {}
+    for name in sorted(fields):
+        kind = name.rsplit(".", 1)[-1]
+        if kind not in ("txt", "json") or name in SHARD_IMAGE_FIELDS:
+            continue
+        raw = fields[name]
+        if len(raw) > META_MAX_BYTES:
+            meta[name] = {"omitted_bytes": len(raw)}
+            continue
+        text = raw.decode("utf-8", errors="replace")
+        if kind == "json":
+            try:
+                meta[name] = json.loads(text)
+                continue
+            except ValueError:
+                pass
+        meta[name] = text
+    return meta or None
 
 
 def tar_end_problem(url: str) -> str | None:
@@ -79,8 +114,8 @@ def tar_end_problem(url: str) -> str | None:
     tarfile stops without an error at a header that is cut off or invalid after the first one, which
     would silently drop the rest of the shard; a proper tar ends with two zero blocks and zero padding
     (only headers are read here: tarfile seeks over the member data)."""
-    if is_remote(url) or not url.lower().endswith(".tar"):
-        return None  # compressed or remote: only what tarfile itself reports
+    if is_remote(url) or compression(url) is not None:
+        return None  # compressed (whatever its name) or remote: only what tarfile itself reports
     with tarfile.open(url, "r:") as tar:
         for _ in tar:
             pass
@@ -96,6 +131,17 @@ def tar_end_problem(url: str) -> str | None:
     if tail.strip(b"\0"):
         return f"data after the end-of-archive blocks at byte {end} (concatenated tars?)"
     return None
+
+
+COMPRESSION_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
+
+
+def compression(path: str) -> str | None:
+    """The compression of a local file by its first bytes ("gzip" | "bzip2" | "xz"), None for none
+    (a gzip-compressed tar named .tar is read as the gzip stream it is)."""
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    return next((name for magic, name in COMPRESSION_MAGIC if head.startswith(magic)), None)
 
 
 def broken_shard_key(url: str) -> str:
