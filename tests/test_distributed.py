@@ -234,7 +234,8 @@ def test_ctrl_c_to_torchrun_stops_every_rank_and_a_rerun_completes(folder, basel
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode != 0, stderr
-    assert "terminated (SIGTERM)" in stderr, stderr  # torchrun stops its ranks with SIGTERM: they stop cleanly
+    # torchrun passes the signal on to its ranks (its own or SIGTERM): each stops cleanly, saying so
+    assert stderr.count("interrupted: completed shards") + stderr.count("terminated (SIGTERM): completed") == 2, stderr
     time.sleep(1.0)
     assert _processes_mentioning(str(out)) == []  # the ranks run in sessions of their own: look by command line
     assert not read_build_status(out).finished
