@@ -1,4 +1,6 @@
-"""Contact sheet of real|aug pairs from genaug shards (`genaug inspect --grid out.png`, or .jpg / .webp).
+"""Contact sheets of real|aug pairs: the one renderer (``write_sheet``) behind `genaug inspect --grid
+out.png` (or .jpg / .webp; ``write_contact_sheet`` reads the pairs from shards) and the report's
+``contact_<n>_<label>.png`` (titled, captions with the SSIM).
 
 Each cell shows the model's view of the real image (decoded, EXIF-transposed, cropped to the json
 ``crop_box`` and resized to the aug image's size) beside the aug image, with the key below (wrapped,
@@ -25,19 +27,22 @@ log = logging.getLogger(__name__)
 PAD = 4  # pixels between cells and around the sheet
 CAPTION_H = 12  # pixels of one line of caption text under a pair
 LABEL_H = 12  # pixels of the "real" / "aug" column labels above the first row
+TITLE_H = 12  # pixels of one line of the optional title above the sheet
+TEXT = (230, 230, 230)
 BACKGROUND = (32, 32, 32)
 SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}  # extension -> PIL format
 _PAIR_ERRORS = (OSError, SyntaxError, EOFError, ValueError, KeyError, TypeError, UnidentifiedImageError)
 
 
 def sheet_size(n_pairs: int, tile: int, columns: int, captions: bool, caption_lines: int = 1,
-               labels: bool = False) -> tuple[int, int]:
+               labels: bool = False, title_lines: int = 0) -> tuple[int, int]:
     """(width, height) of a sheet of `n_pairs` pairs of tile x tile images, `columns` pairs a row, with
-    `caption_lines` lines of caption under each pair and, with `labels`, a band of column labels on top."""
+    `caption_lines` lines of caption under each pair, with `labels` a band of column labels on top and
+    `title_lines` lines of title above everything."""
     rows = math.ceil(n_pairs / columns)
     cols = min(columns, n_pairs)
     cell_w, cell_h = 2 * tile + PAD, tile + PAD + (CAPTION_H * caption_lines if captions else 0)
-    return cols * cell_w + PAD, rows * cell_h + PAD + (LABEL_H if labels else 0)
+    return cols * cell_w + PAD, rows * cell_h + PAD + (LABEL_H if labels else 0) + TITLE_H * title_lines
 
 
 def real_view(real_bytes: bytes, meta: dict, size: tuple[int, int]) -> Image.Image:
@@ -106,38 +111,67 @@ def write_contact_sheet(shards: Sequence[Path], out: Path, n: int = 16, tile: in
     many lines as the longest needs, never cut; `labels`: "real" and "aug" above each column (what
     `genaug inspect --grid` draws). Returns {"path", "pairs", "tile", "size"}; ValueError for a bad `out`
     (checked first) or if no pair decodes, OSError if writing fails."""
-    if n < 1 or columns < 1 or (tile is not None and tile < 8):
-        raise ValueError(f"n={n}, columns={columns}, tile={tile}: need n >= 1, columns >= 1, tile >= 8")
-    fmt = sheet_format(out)
+    if n < 1:
+        raise ValueError(f"n={n}: need n >= 1 pairs")
+    _check_layout(columns, tile)
+    sheet_format(out)
     pairs = list(iter_pairs(shards, n))
     if not pairs:
         raise ValueError("no sample with a decodable real.jpg, aug image and json to show")
-    side = tile or pairs[0][2].size[0]
+    return write_sheet(pairs, out, tile=tile, columns=columns, captions=captions, labels=labels)
+
+
+def write_sheet(cells: Sequence[tuple[str, Image.Image, Image.Image]], out: str | Path, tile: int | None = None,
+                columns: int = 4, captions: bool = True, labels: bool = False, title: str | None = None) -> dict:
+    """The one contact-sheet renderer (`inspect --grid` and `genaug report`): cells are (caption, real,
+    aug) PIL images, each shown real | aug at tile x tile (default: the first aug's width); captions and
+    the optional `title` (above the sheet) are wrapped, never cut. Written in `out`'s format (see
+    sheet_format). Returns {"path", "pairs", "tile", "size"}; ValueError for bad arguments or no cells."""
+    _check_layout(columns, tile)
+    fmt = sheet_format(out)
+    if not cells:
+        raise ValueError(f"{out}: no pairs to draw" + (f" for {title!r}" if title else ""))
+    side = tile or cells[0][2].size[0]
     font = ImageFont.load_default()
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    wrapped = [_wrap(measure, font, key, 2 * side) for key, _, _ in pairs] if captions else []
+    wrapped = [_wrap(measure, font, caption, 2 * side) for caption, _, _ in cells] if captions else []
     lines = max((len(w) for w in wrapped), default=1)
-    width, height = sheet_size(len(pairs), side, columns, captions, lines, labels)
+    width, _ = sheet_size(len(cells), side, columns, captions, lines, labels)
+    title_lines = _wrap(measure, font, title, width - 2 * PAD) if title else []
+    width, height = sheet_size(len(cells), side, columns, captions, lines, labels, len(title_lines))
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    top = PAD + (LABEL_H if labels else 0)
+    for j, text in enumerate(title_lines):
+        draw.text((PAD, PAD - 2 + j * TITLE_H), text, fill=TEXT, font=font)
+    top = PAD + TITLE_H * len(title_lines)
     if labels:
-        for col in range(min(columns, len(pairs))):
-            x = PAD + col * (2 * side + PAD)
-            for offset, text in ((0, "real"), (side, "aug")):
-                left = x + offset + max(0, (side - draw.textlength(text, font=font)) / 2)
-                draw.text((left, PAD - 2), text, fill=(230, 230, 230), font=font)
-    for i, (_, real, aug) in enumerate(pairs):
+        _draw_labels(draw, font, min(columns, len(cells)), side, top)
+        top += LABEL_H
+    for i, (_, real, aug) in enumerate(cells):
         row, col = divmod(i, columns)
         x = PAD + col * (2 * side + PAD)
         y = top + row * (side + PAD + (CAPTION_H * lines if captions else 0))
         sheet.paste(real.resize((side, side), Image.Resampling.BICUBIC), (x, y))
         sheet.paste(aug.resize((side, side), Image.Resampling.BICUBIC), (x + side, y))
         for j, text in enumerate(wrapped[i] if captions else []):
-            draw.text((x, y + side + 1 + j * CAPTION_H), text, fill=(230, 230, 230), font=font)
+            draw.text((x, y + side + 1 + j * CAPTION_H), text, fill=TEXT, font=font)
     out = Path(out)
     sheet.save(out, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
-    return {"path": str(out), "pairs": len(pairs), "tile": side, "size": [width, height]}
+    return {"path": str(out), "pairs": len(cells), "tile": side, "size": [width, height]}
+
+
+def _check_layout(columns: int, tile: int | None) -> None:
+    if columns < 1 or (tile is not None and tile < 8):
+        raise ValueError(f"columns={columns}, tile={tile}: need columns >= 1, tile >= 8")
+
+
+def _draw_labels(draw: ImageDraw.ImageDraw, font, columns: int, side: int, top: int) -> None:
+    """ "real" and "aug" centred above each column of a row of `columns` pairs (a band LABEL_H high)."""
+    for col in range(columns):
+        x = PAD + col * (2 * side + PAD)
+        for offset, text in ((0, "real"), (side, "aug")):
+            left = x + offset + max(0, (side - draw.textlength(text, font=font)) / 2)
+            draw.text((left, top - 2), text, fill=TEXT, font=font)
 
 
 def _wrap(draw: ImageDraw.ImageDraw, font, text: str, width: int) -> list[str]:

@@ -107,6 +107,7 @@ class Preset:
     resolution: int | None = None  # side of the square model input
     input_resample: str | None = None  # "bicubic" | "bilinear": filter of the official preprocessing resize
     num_classes: int | None = None  # classes a class-conditional model accepts; None: not class-conditional
+    token_grid: int | None = None  # side of a token-based model's token grid (MaskGIT); None: not token-based
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,8 +124,10 @@ class MethodSpec:
         index: by default those set to "label"."""
         return [opt.name for opt in self.options if options.get(opt.name) == LABEL_VALUE]
 
-    def validate_options(self, given: Mapping[str, Any]) -> dict:
-        """Fill defaults and check types/choices; raise ValueError naming the bad value."""
+    def validate_options(self, given: Mapping[str, Any], preset: Preset | None = None) -> dict:
+        """Fill defaults and check types/choices; raise ValueError naming the bad value. With `preset`,
+        a method also checks the values against the preset's model facts (token grid, class count): the
+        build calls this once, before any work, and the editors trust what it returns."""
         known = {o.name: o for o in self.options}
         unknown = sorted(set(given) - set(known))
         if unknown:

@@ -123,7 +123,9 @@ def test_map_chunks_pads_and_trims():
 def test_describe_records_the_compute_chunk():
     d = _editor("icgan-tiny").describe()
     assert d["compute_chunk"] == 8 and d["cpu_threads"] == 1
-    assert editing.compute_chunk_for(torch.device("cuda")) == 32
+    assert editing.compute_chunk_for(torch.device("cuda")) == 40  # issue 10 item 2 (was 32)
+    shard_size = BuildConfig.__dataclass_fields__["shard_size"].default
+    assert all(shard_size % chunk == 0 for chunk in editing.COMPUTE_CHUNKS.values())  # default builds: no padding
 
 
 @pytest.mark.parametrize(("preset", "options", "n"), [("maskgit-tiny", {"class_token": "random"}, 5),
@@ -180,3 +182,35 @@ def test_cuda_edit_is_bit_identical_for_every_batch_size(preset, precision):
     for bs in (1, 3):
         out, params = _edit_in_batches(editor, images.cuda(), seeds, labels.cuda(), bs)
         assert torch.equal(out, ref) and params == ref_params, f"batch {bs}"
+
+
+@pytest.mark.parametrize(("preset", "options"), [("maskgit-tiny", {"class_token": "random", "num_iter": 3}),
+                                                 ("icgan-tiny", {"candidates": 2})])
+def test_chunk_workers_do_not_change_the_output(preset, options):
+    """CPU chunks computed side by side in threads (one intra-op thread each) give the serial bytes, for
+    any number of threads; the caller's grad mode and thread count are kept."""
+    editor = _editor(preset, **options)
+    assert editor.chunk_workers == editing.cpu_chunk_workers() and editor.describe()["chunk_workers"] >= 1
+    r = editor.resolution
+    n = 19  # 3 chunks of 8, the last padded
+    images = torch.randint(0, 256, (n, 3, r, r), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    seeds, labels = [7 * i + 3 for i in range(n)], torch.arange(n) % 1000
+    outs = {}
+    for workers in (1, 2, 3):
+        editor.chunk_workers = workers
+        result = editor.edit(images, seeds, labels)
+        outs[workers] = (result.images, result.params)
+    assert all(torch.equal(outs[w][0], outs[1][0]) and outs[w][1] == outs[1][1] for w in (2, 3))
+    assert torch.get_num_threads() == 1 and torch.is_grad_enabled()
+
+
+def test_map_chunks_in_threads_keeps_order_and_grad_mode():
+    seen = []
+
+    def fn(x):
+        seen.append(torch.is_grad_enabled())
+        return x * 2
+
+    with torch.no_grad():
+        out = map_chunks(fn, 2, torch.arange(7), workers=3)
+    assert torch.equal(out, torch.arange(7) * 2) and seen == [False] * 4

@@ -50,6 +50,25 @@ def test_build_writes_shards_and_prints_a_summary(folder, tmp_path):
     assert again.exit_code == 0 and again.output == ""
 
 
+def test_default_batch_size_is_the_editors_compute_chunk(folder, tmp_path):
+    """--batch-size auto (the default) runs whole compute chunks: 8 on the CPU for the tiny MaskGIT, one per
+    chunk worker (CPU core), no padded chunk for a shard of 8; an explicit --batch-size auto gives the
+    same bytes."""
+    common = ("--method", "mask", "--preset", "maskgit-tiny", "--class-token", "random", "--num-iter", 2,
+              "--data", folder["train"], "--shard-size", 8, "--num-workers", 0, "--device", "cpu", "--quiet")
+    result = _run(*common, "--out", tmp_path / "a")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    editor = manifest["editor"]
+    auto = editor["compute_chunk"] * editor["chunk_workers"]
+    assert editor["compute_chunk"] == 8 and editor["chunk_workers"] >= 1
+    assert manifest["config"]["batch_size"] == auto == manifest["timing"]["batch_size"]
+    stats = json.loads((tmp_path / "a" / "shard-0000.json").read_text())
+    assert stats["batch_size"] == auto
+    assert _run(*common, "--batch-size", "auto", "--out", tmp_path / "b").exit_code == 0
+    assert (tmp_path / "a" / "shard-0000.tar").read_bytes() == (tmp_path / "b" / "shard-0000.tar").read_bytes()
+
+
 def test_help_lists_the_registered_method_options():
     result = CliRunner().invoke(main, ["build", "--help"])
     assert result.exit_code == 0
@@ -62,6 +81,7 @@ BAD_ARGS = [
     (["--method", "test", "--preset", "nope"], "unknown preset 'nope'"),
     (["--method", "test", "--preset", "maskgit-tiny"], "belongs to method 'mask'"),
     (["--method", "test", "--batch-size", "0"], "--batch-size 0"),
+    (["--method", "test", "--batch-size", "big"], "'big' is neither auto nor an integer"),
     (["--method", "test", "--quality", "101"], "--quality 101"),
     (["--method", "test", "--limit", "0"], "--limit 0"),
     (["--method", "test", "--num-workers", "-1"], "--num-workers -1"),

@@ -371,3 +371,24 @@ def test_cli_grid_draws_the_column_labels(tmp_path):
                                        "--n", "2", "--no-captions", "--tile", "16"])
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "g.png").size == (2 * (32 + 4) + 4, 16 + 2 * 4 + 12)
+
+
+def test_one_renderer_draws_titled_sheets_for_the_report(tmp_path):
+    from PIL import ImageDraw, ImageFont
+
+    from genaug.contact_sheet import PAD, TITLE_H, _wrap, write_sheet
+
+    rng = np.random.default_rng(0)
+    cells = [(f"best k{i} SSIM 0.{i}00", Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)),
+              Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8))) for i in range(3)]
+    plain = write_sheet(cells, tmp_path / "plain.png", columns=2)
+    title = "a rather long row label (preset) [run]: real | aug, by SSIM"
+    titled = write_sheet(cells, tmp_path / "titled.png", columns=2, title=title)
+    draw, font = ImageDraw.Draw(Image.new("RGB", (1, 1))), ImageFont.load_default()
+    lines = _wrap(draw, font, title, plain["size"][0] - 2 * PAD)
+    assert len(lines) > 1 and "".join(lines) == title  # wrapped, never cut
+    assert titled["size"] == [plain["size"][0], plain["size"][1] + TITLE_H * len(lines)]
+    band = np.asarray(Image.open(tmp_path / "titled.png").convert("L"))[:TITLE_H * len(lines)]
+    assert (band > 150).any()
+    with pytest.raises(ValueError, match="no pairs to draw for 'empty'"):
+        write_sheet([], tmp_path / "none.png", title="empty")

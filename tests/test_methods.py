@@ -20,7 +20,7 @@ SEEDS = [11, 22, 33]
 
 def _editor(preset: str, device: str = "cpu", precision: str = "fp32", **options):
     p = REGISTRY.preset(preset)
-    opts = REGISTRY.method(p.method).validate_options(options)
+    opts = REGISTRY.method(p.method).validate_options(options, p)
     return p.build(EditorContext(p, {}, torch.device(device), precision, opts))
 
 
@@ -356,3 +356,43 @@ def test_each_mask_option_is_named_by_its_own_flag(options, flag, value):
     """--block-size 0 is named --block-size (it was named --blocks), before any model is built."""
     with pytest.raises(ValueError, match=rf"^{flag} {value}: must be >= 1$"):
         REGISTRY.method("mask").validate_options(options)
+
+
+def test_mask_model_checks_run_once_in_the_spec_with_the_presets_facts():
+    """The token-grid and class-count rules are checked by the spec given the preset (before any model is
+    built); the preset's facts match the model its builder makes."""
+    from genaug.models.maskgit import MaskGITConfig
+
+    for name, cfg in (("maskgit-imagenet256", MaskGITConfig()), ("maskgit-tiny", MaskGITConfig.tiny())):
+        preset = REGISTRY.preset(name)
+        assert (preset.token_grid, preset.num_classes) == (cfg.latent_size, cfg.num_classes)
+    spec, preset = REGISTRY.method("mask"), REGISTRY.preset("maskgit-imagenet256")
+    assert spec.validate_options({"ring_width": 8})["ring_width"] == 8  # model-free checks only
+    for options, flag in (({"ring_width": 8}, "--ring-width 8: must be in \\[1, 7\\] for a 16x16"),
+                          ({"mask": "blocks", "block_size": 17}, "--block-size 17"),
+                          ({"class_token": "fixed:1000"}, "--class-token 'fixed:1000'")):
+        with pytest.raises(ValueError, match=flag):
+            spec.validate_options(options, preset)
+
+
+def test_mask_vqgan_is_channels_last_on_cuda_only():
+    cpu = _editor("maskgit-tiny", class_token="random")
+    assert cpu.describe()["vqgan_memory_format"] == "contiguous_format"
+    assert all(p.is_contiguous() for p in cpu.model.tokenizer.parameters())
+
+
+@pytest.mark.gpu
+def test_mask_vqgan_channels_last_on_cuda_gives_the_contiguous_features():
+    editor = _editor("maskgit-tiny", device="cuda", class_token="random")
+    assert editor.describe()["vqgan_memory_format"] == "channels_last"
+    conv = editor.model.tokenizer.encoder.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    x = _images(editor).cuda().float() / 255.0
+    with torch.no_grad(), mask_method.autocast(editor.device, None):
+        nhwc = editor.model.encode_features(x.contiguous(memory_format=torch.channels_last))
+        editor.model.tokenizer.to(memory_format=torch.contiguous_format)
+        nchw = editor.model.encode_features(x)
+    torch.testing.assert_close(nhwc, nchw, atol=1e-4, rtol=0)
+    result = _editor("maskgit-tiny", device="cuda", class_token="random").edit(
+        _images(editor).cuda(), SEEDS, _labels().cuda())
+    assert result.images.shape == (3, 3, 64, 64) and result.images.dtype == torch.uint8

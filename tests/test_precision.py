@@ -168,3 +168,49 @@ def test_exact_fp32_gives_float32_convolutions_on_cuda(restore_flags):
         with exact_fp32():
             gpu = model.cuda().encode_features(images.cuda()).cpu()
     torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=0)
+
+
+def test_tf32_convolutions_allows_tf32_convolutions_only_and_restores(restore_flags):
+    from genaug.methods.editing import autocast, encoder_uses_tf32, tf32_convolutions
+
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.allow_tf32 = False
+    before = _flags()
+    with tf32_convolutions():
+        assert torch.backends.cudnn.allow_tf32 is True
+        assert torch.get_float32_matmul_precision() == "highest"  # the VQ search matmul stays exact
+    assert _flags() == before
+    with autocast(torch.device("cpu"), torch.bfloat16, tf32=True):  # bf16 wins: tf32 only for fp32 stages
+        assert torch.backends.cudnn.allow_tf32 is False
+    assert encoder_uses_tf32("auto", torch.device("cuda")) and encoder_uses_tf32("auto", "cuda:1")
+    assert not any(encoder_uses_tf32(p, torch.device("cuda")) for p in ("fp32", "bf16"))
+    assert not encoder_uses_tf32("auto", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("preset", ["maskgit-tiny", "icgan-tiny"])
+def test_cpu_auto_precision_is_exact_fp32_everywhere(preset):
+    facts = _editor(preset, "auto").describe()
+    assert facts["autocast"] == "fp32" and facts["autocast_encoder"] == "fp32"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("preset", ["maskgit-tiny", "icgan-tiny"])
+def test_cuda_auto_runs_the_encoder_convolutions_in_tf32_and_the_rest_exact_or_bf16(restore_flags, preset):
+    p = REGISTRY.preset(preset)
+    editor = p.build(EditorContext(p, {}, torch.device("cuda"), "auto", REGISTRY.method(p.method).validate_options({})))
+    assert editor.describe()["autocast_encoder"] == "tf32" and editor.describe()["autocast"] == "bfloat16"
+    seen, handles = {}, []
+    for name, module in _stages(editor).items():
+        def hook(_module, _args, name=name):
+            seen[name] = (torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision())
+        handles.append(module.register_forward_pre_hook(hook))
+    r = editor.resolution
+    images = torch.randint(0, 256, (2, 3, r, r), dtype=torch.uint8, device="cuda")
+    try:
+        editor.edit(images, [1, 2], torch.tensor([3, 4], device="cuda"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    encoder = "encoder" if preset == "maskgit-tiny" else "swav"
+    assert seen.pop(encoder) == (True, "highest")
+    assert all(v == (False, "highest") for v in seen.values())

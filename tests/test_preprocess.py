@@ -15,7 +15,8 @@ from imagefactory import (
 )
 from PIL import Image, ImageFile
 
-from genaug.build.preprocess import BadInput, centre_square, prepare
+from genaug.build.preprocess import BadInput, prepare
+from genaug.geometry import centre_square
 
 EXPECTED_MODE = {"png_named_jpeg": "RGB", "cmyk": "CMYK", "gray": "L", "palette": "P", "rgba": "RGBA",
                  "gray16": "I;16", "exif_rot6": "RGB", "wide": "RGB"}

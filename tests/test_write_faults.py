@@ -59,6 +59,19 @@ def _fail_fsync_of(monkeypatch, name: str, occurrence: int) -> None:
     monkeypatch.setattr(os, "fsync", fsync)
 
 
+def _fail_add_to_shard(monkeypatch, index: int) -> None:
+    """ShardWriter.add raises ENOSPC for shard `index`: the build stops before that chunk ends. (A failure while
+    a shard finishes stops the build too, but the finisher thread still completes shards handed over after it.)"""
+    real_add = ShardWriter.add
+
+    def add(self, key, members):
+        if self.index == index:
+            raise _enospc(self.path)
+        return real_add(self, key, members)
+
+    monkeypatch.setattr(ShardWriter, "add", add)
+
+
 SITES = [("manifest.json", 1), ("manifest.json", 2), ("shard-0001.tar", 1), ("shard-0000.json", 1),
          ("errors.jsonl", 1), ("index.json", 1), ("index.json", 2)]
 
@@ -82,7 +95,7 @@ def test_a_full_disk_at_any_write_is_one_clean_error_and_a_rerun_is_identical(da
 def test_a_disk_full_when_a_resume_starts_is_clean(data, reference, tmp_path, monkeypatch, name):
     out = tmp_path / "out"
     with monkeypatch.context() as patch:
-        _fail_fsync_of(patch, "shard-0001.json", 1)  # a first run stops after shard 0
+        _fail_add_to_shard(patch, 1)  # a first run stops after shard 0 (in the feeding thread: shard 2 never starts)
         with pytest.raises(BuildError):
             run_build(_config(out, data))
     with monkeypatch.context() as patch:
@@ -95,14 +108,7 @@ def test_a_disk_full_when_a_resume_starts_is_clean(data, reference, tmp_path, mo
 
 
 def test_a_full_disk_while_spooling_through_the_cli_prints_no_traceback(data, tmp_path, monkeypatch):
-    real_add = ShardWriter.add
-
-    def add(self, key, members):
-        if self.index == 1:
-            raise _enospc(self.path)
-        return real_add(self, key, members)
-
-    monkeypatch.setattr(ShardWriter, "add", add)
+    _fail_add_to_shard(monkeypatch, 1)
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["build", "--method", "test", "--data", str(data), "--out", str(out),
                                        "--shard-size", "4", "--num-workers", "0", "--quiet"])

@@ -26,7 +26,6 @@ from genaug.registry import PRECISIONS, REGISTRY, MethodSpec, Preset
 log = logging.getLogger(__name__)
 
 
-
 @dataclasses.dataclass(frozen=True)
 class BuildConfig:
     """What the user asked `genaug build` to do."""
@@ -36,7 +35,7 @@ class BuildConfig:
     data: tuple[str, ...] | None = None  # folder / file list / shard urls; None -> $GENAUG_DATA -> samples
     preset: str | None = None  # model preset; None -> the method's default preset
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # method options, None = default
-    batch_size: int = 16  # images per editor call (not output-affecting)
+    batch_size: int | str = "auto"  # images per editor call; "auto": the compute chunk (not output-affecting)
     num_workers: int = 2  # decode/encode worker processes; 0 = all in-process (not output-affecting)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" (not output-affecting)
     precision: str = "auto"  # "auto" | "fp32" | "bf16", handed to the editor
@@ -76,7 +75,10 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None
 
 def check_numbers(config: BuildConfig) -> None:
     """Validate the plain settings (no file system, no registry)."""
-    _check_int("batch-size", config.batch_size, 1)
+    if config.batch_size != "auto":
+        if isinstance(config.batch_size, str):
+            raise ConfigError(f"--batch-size {config.batch_size!r}: must be auto or an integer >= 1")
+        _check_int("batch-size", config.batch_size, 1)
     _check_int("num-workers", config.num_workers, 0, 256)
     _check_int("shard-size", config.shard_size, 1)
     _check_int("seed", config.seed, 0, (1 << 63) - 1)
@@ -206,7 +208,7 @@ def resolve(config: BuildConfig) -> BuildSettings:
     try:
         method = REGISTRY.method(config.method)
         preset = REGISTRY.preset(config.preset or method.default_preset, method=config.method)
-        options = method.validate_options(config.options)
+        options = method.validate_options(config.options, preset)  # the one check, before any work
     except ValueError as err:
         raise ConfigError(str(err)) from err
     config = dataclasses.replace(config, preset=preset.name, scores=check_scores(config.scores))

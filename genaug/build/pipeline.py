@@ -19,9 +19,6 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol
 
-import numpy as np
-import torch
-
 from genaug.build import runfiles
 from genaug.build.batches import (
     EditorError,
@@ -33,10 +30,12 @@ from genaug.build.batches import (
 )
 from genaug.build.config import BuildConfig, BuildSettings, ConfigError, create_out_dir, resolve, versions
 from genaug.build.editor import make_editor
+from genaug.build.finisher import ShardFinisher
+from genaug.build.probe import probe_batch1_ms, probe_plan
 from genaug.build.shard import ShardRun
 from genaug.build.workers import decode_batch, encode_batch, make_executor
 from genaug.device import device_name
-from genaug.methods.editing import unchunked
+from genaug.methods.editing import AUTO_BATCH, auto_batch_size
 from genaug.stopping import Terminated, os_error_message
 
 log = logging.getLogger(__name__)
@@ -116,22 +115,6 @@ def iter_batches(items: Iterable, shard_size: int, batch_size: int, limit: int |
         yield _ChunkEnd(current)
 
 
-def probe_batch1_ms(editor, device: torch.device, seed: int, repeats: int = 3) -> float:
-    """Milliseconds per image at batch 1 on a few seeded random images (after one warm-up call)."""
-    gen = torch.Generator().manual_seed(seed)
-    side = editor.resolution
-    times = []
-    with unchunked(editor):  # a true batch-1 forward, not a padded compute chunk
-        for i in range(repeats + 1):
-            image = torch.randint(0, 256, (1, 3, side, side), generator=gen, dtype=torch.uint8).to(device)
-            labels = torch.zeros(1, dtype=torch.int64, device=device)
-            start = time.perf_counter()
-            editor.edit(image, [seed + i], labels).images.to("cpu")
-            if i:
-                times.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(times))
-
-
 class _Runner:
     """The main loop: keeps decode and encode tasks in flight and writes finished batches in order."""
 
@@ -154,6 +137,7 @@ class _Runner:
         self._mark = time.perf_counter()  # end of the previous shard: a shard's wall time starts here
         self._run_files_at = float("-inf")  # when errors.jsonl and index.json were last rewritten
         self.merge_later = False  # True when several ranks share --out (genaug.build.finalize merges the run files)
+        self.finisher = ShardFinisher()  # closes full shards off this thread
 
     def run(self, events: Iterator[_Batch | _ChunkEnd]) -> None:
         queue = collections.deque()
@@ -181,6 +165,8 @@ class _Runner:
                 decoded, seconds = future.result()
                 shard.timings["read_decode"] += seconds
                 self._edit(shard, decoded)
+        self._collect_finished(block=True)
+        self.finisher.close()
 
     def _shard(self, chunk: int) -> ShardRun:
         if chunk not in self.shards:
@@ -225,17 +211,23 @@ class _Runner:
             self.progress.update(ninputs)
 
     def _finish_shard(self, shard: ShardRun) -> None:
+        """Write the shard's last samples here, then close it on the finisher thread (see finisher.py)."""
         while self.pending:
             self._write_next()
-        stats = shard.finish()
-        self.stats[shard.index] = stats
-        if time.perf_counter() - self._run_files_at >= RUN_FILES_EVERY_S:
-            self.write_run_files()
+        self.finisher.submit(shard)
         self.inputs += shard.inputs
         del self.shards[shard.index]
         self._mark = time.perf_counter()
-        log.info("%s: %d samples, %d skipped, %.1f images/s", shard.name,
-                 stats["nsamples"], stats["nerrors"], stats["images_per_s"])
+        self._collect_finished(block=False)
+
+    def _collect_finished(self, block: bool) -> None:
+        finished = self.finisher.collect(block)
+        for shard, stats in finished:
+            self.stats[shard.index] = stats
+            log.info("%s: %d samples, %d skipped, %.1f images/s", shard.name,
+                     stats["nsamples"], stats["nerrors"], stats["images_per_s"])
+        if finished and time.perf_counter() - self._run_files_at >= RUN_FILES_EVERY_S:
+            self.write_run_files()
 
     def write_run_files(self) -> None:
         if self.merge_later:
@@ -245,6 +237,11 @@ class _Runner:
 
     def abort(self) -> None:
         """Drop the shards being written; bring errors.jsonl and index.json up to the finished ones."""
+        self.finisher.close()  # shards already handed over finish (valid); those being filled are dropped
+        try:  # record the shards that finished meanwhile in the run files, as if they had finished inline
+            self._collect_finished(block=True)
+        except OSError as err:  # a second failure (e.g. the disk is still full) must not hide the first
+            log.warning("while stopping: a finished shard could not be recorded: %s", err)
         for shard in self.shards.values():
             shard.abort()
         try:
@@ -369,13 +366,17 @@ def _build(settings: BuildSettings, editor, start: float, started_at: str,
            progress: Progress | None) -> BuildSummary:
     """Every write of the run inside: an OS error anywhere (the first manifest write included) is one
     clean BuildError naming the file; the run's temporary files are removed."""
+    if settings.config.batch_size == AUTO_BATCH:  # recorded as the number it became
+        batch_size = auto_batch_size(editor)
+        settings = dataclasses.replace(settings, config=dataclasses.replace(settings.config, batch_size=batch_size))
+        log.info("--batch-size auto: %d (the editor's compute chunk x its chunk threads)", batch_size)
     out = settings.config.out
     manifest_written = False
     try:
         done = runfiles.prepare_out(out, settings.config.overwrite, settings.fingerprint)
         if done:
             log.info("%d shard(s) already complete in %s; skipping them", len(done), out)
-        batch1_ms = probe_batch1_ms(editor, settings.device, settings.config.seed)
+        batch1_ms = probe_batch1_ms(editor, settings.device, settings.config.seed, **probe_plan(settings.device))
         runfiles.write_manifest(out, _manifest(settings, editor, status="running", started_at=started_at))
         manifest_written = True
         runner = _run_shards(settings, editor, progress, done)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from genaug.geometry import centre_square
 from genaug.limits import pixels_reason
 
 log = logging.getLogger(__name__)
@@ -153,14 +154,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, WHITE + (255,))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
-
-
-def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of the largest centred square, offsets rounded as torchvision's
-    ``center_crop`` rounds them (``int(round(margin / 2))``, halves to even)."""
-    side = min(width, height)
-    left, top = int(round((width - side) / 2.0)), int(round((height - side) / 2.0))
-    return left, top, left + side, top + side
 
 
 def encode_jpeg(image: Image.Image, quality: int) -> bytes:

@@ -23,7 +23,9 @@ from genaug.format import ERROR_FIELDS, ERRORS, INDEX, MANIFEST, index_document,
 
 log = logging.getLogger(__name__)
 
-FINGERPRINT_VERSION = 4  # bump when the shard content for the same settings changes (4: source_rel, source_meta)
+FINGERPRINT_VERSION = 4  # bump when shard content for the same settings changes (4: source_rel and source_meta in
+# the sample json; counter-based decode noise; CUDA compute chunk 40, TF32 encoder convolutions under --precision auto
+# and channels_last VQGAN on CUDA)
 
 
 @contextlib.contextmanager

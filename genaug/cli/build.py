@@ -36,6 +36,20 @@ def _method_option(name: str, specs: list) -> click.Option:
     return click.Option([flag, OPTION_DEST + name], type=ptype, default=None, help=help_text)
 
 
+class BatchSize(click.ParamType):
+    """--batch-size: auto or an integer (the range is checked with the other settings)."""
+
+    name = "auto|N"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value == "auto":
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither auto nor an integer", param, ctx)
+
+
 class BuildCommand(click.Command):
     """Adds the registered methods' options at parse and help time, and keeps the raw arguments."""
 
@@ -175,7 +189,8 @@ def _run(config, ranks, progress):
               help="Image folder, ImageNet-style class folders, path[,label] list file, or WebDataset shards "
                    "(brace pattern; repeat for several). Default: $GENAUG_DATA, else the bundled sample photos.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
-@click.option("--batch-size", default=16, show_default=True, type=int, help="Images per model call.")
+@click.option("--batch-size", default="auto", show_default=True, type=BatchSize(),
+              help="Images per editor call, or auto: whole compute chunks (8 per CPU core, 40 on CUDA).")
 @click.option("--num-workers", default=min(4, os.cpu_count() or 1), show_default=True, type=int,
               help="Decode/encode worker processes (0: everything in-process).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")

@@ -68,7 +68,7 @@ MASKGIT_PRESETS = (
                        "MaskGIT class-conditional transformer, flax msgpack"),
         ),
         build=_build_maskgit,
-        resolution=256, input_resample=MASKGIT_RESAMPLE, num_classes=IMAGENET_CLASSES,
+        resolution=256, input_resample=MASKGIT_RESAMPLE, num_classes=IMAGENET_CLASSES, token_grid=16,
     ),
     Preset(
         name="maskgit-tiny",
@@ -77,7 +77,7 @@ MASKGIT_PRESETS = (
         files=(),
         build=_build_maskgit_tiny,
         random_init=True,
-        resolution=64, input_resample=MASKGIT_RESAMPLE, num_classes=IMAGENET_CLASSES,
+        resolution=64, input_resample=MASKGIT_RESAMPLE, num_classes=IMAGENET_CLASSES, token_grid=16,
     ),
 )
 

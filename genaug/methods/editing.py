@@ -1,17 +1,28 @@
-"""Helpers shared by the built-in editors: input checks, precision, per-sample generators, uint8 output,
-and the fixed-shape compute chunks that make an editor's output independent of the batch size."""
+"""Helpers shared by the built-in editors: input checks, per-sample generators, uint8 output, and the
+fixed-shape compute chunks that make an editor's output independent of the batch size (precision
+contexts: genaug.methods.precision, re-exported here)."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import logging
+import os
 import time
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from genaug.registry import PRECISIONS
+from genaug.methods.precision import (  # noqa: F401  (re-exported: the editors' precision helpers)
+    PRECISIONS,
+    autocast,
+    dtype_name,
+    encoder_uses_tf32,
+    exact_fp32,
+    resolve_precision,
+    tf32_convolutions,
+)
 from genaug.seeding import generator, sample_seed
 
 log = logging.getLogger(__name__)
@@ -35,99 +46,6 @@ def check_batch(images: torch.Tensor, seeds: Sequence[int], labels: torch.Tensor
     if labels.shape != (batch,):
         raise ValueError(f"labels: got shape {tuple(labels.shape)}; expected ({batch},) with -1 = no label")
     return batch
-
-
-def resolve_precision(precision: str, device: torch.device, sensitive: bool = False) -> torch.dtype | None:
-    """Autocast dtype of a model stage: bf16 for 'bf16', and for 'auto' on CUDA unless the stage is
-    `sensitive` (its output picks discrete things: VQ token ids, instance features); else None (fp32)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r}: choose one of {list(PRECISIONS)}")
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and not sensitive):
-        return torch.bfloat16
-    return None
-
-
-def dtype_name(dtype: torch.dtype | None) -> str:
-    return "fp32" if dtype is None else str(dtype).replace("torch.", "")
-
-
-@contextlib.contextmanager
-def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
-    """One model stage: bf16 autocast on `device` when dtype is set, else plain fp32; either way every
-    float32 convolution and matmul in it is IEEE float32 (no TF32, see exact_fp32)."""
-    with exact_fp32():
-        if dtype is None:
-            yield
-        else:
-            with torch.autocast(device_type=device.type, dtype=dtype):
-                yield
-
-
-@contextlib.contextmanager
-def exact_fp32() -> Iterator[None]:
-    """Run float32 convolutions and matmuls in IEEE float32 inside; restore the caller's settings after.
-
-    PyTorch lets cuDNN use TF32 for float32 convolutions by default (`torch.backends.cudnn.allow_tf32`
-    is True), and `torch.set_float32_matmul_precision("high"/"medium")` does the same for matmuls, so
-    "fp32" on an Ampere+ GPU is otherwise not float32 and can flip VQ token ids. The settings are
-    changed through the API family in which the caller's state reads consistently: the legacy flags
-    normally, the `fp32_precision` properties when the caller has mixed the two and the legacy getters
-    refuse to answer. The settings are process-global: other threads running torch ops meanwhile see
-    them too. Costs nothing on the CPU (the flags only steer cuDNN/cuBLAS and oneDNN matmuls)."""
-    legacy = None
-    if not _backend_wide_fp32_precision():
-        try:
-            legacy = (torch.get_float32_matmul_precision(), bool(torch.backends.cudnn.allow_tf32))
-        except RuntimeError:  # "mix of the legacy and new APIs": the caller uses fp32_precision
-            legacy = None
-    with (_exact_fp32_new_api() if legacy is None else _exact_fp32_legacy(*legacy)):
-        yield
-
-
-def _backend_wide_fp32_precision() -> bool:
-    """True when the caller set a backend-wide `fp32_precision` (torch >= 2.9), which the legacy
-    per-library flags do not override."""
-    b = torch.backends
-    values = [getattr(b, "fp32_precision", "none"), getattr(b.cudnn, "fp32_precision", "none"),
-              getattr(b.mkldnn, "fp32_precision", "none")]
-    return any(v != "none" for v in values)
-
-
-@contextlib.contextmanager
-def _exact_fp32_legacy(matmul_precision: str, cudnn_tf32: bool) -> Iterator[None]:
-    """Through torch.set_float32_matmul_precision and torch.backends.cudnn.allow_tf32; flags that
-    are already exact are left untouched, so nothing changes in the default state but cuDNN's."""
-    try:
-        if matmul_precision != "highest":
-            torch.set_float32_matmul_precision("highest")
-        if cudnn_tf32:
-            torch.backends.cudnn.allow_tf32 = False
-        yield
-    finally:
-        if cudnn_tf32:
-            torch.backends.cudnn.allow_tf32 = True
-        if matmul_precision != "highest":
-            torch.set_float32_matmul_precision(matmul_precision)
-
-
-def _fp32_precision_ops() -> list:
-    """The per-backend float32 precision settings of the fp32_precision API (torch >= 2.9)."""
-    b = torch.backends
-    return [b.cuda.matmul, b.cudnn.conv, b.cudnn.rnn, b.mkldnn.matmul, b.mkldnn.conv]
-
-
-@contextlib.contextmanager
-def _exact_fp32_new_api() -> Iterator[None]:
-    """Through the fp32_precision properties: each op 'ieee' inside, its own string restored after."""
-    ops = _fp32_precision_ops()
-    saved = [op.fp32_precision for op in ops]
-    try:
-        for op in ops:
-            op.fp32_precision = "ieee"
-        yield
-    finally:
-        for op, value in zip(ops, saved):
-            op.fp32_precision = value
 
 
 def stream_generators(seeds: Sequence[int], stream: str, device: torch.device | str) -> list[torch.Generator]:
@@ -164,9 +82,17 @@ def random_init_seeded(build, seed: int):
 # presets, CPU, 1 and 2 threads, chunks of 8 and 16). So the editors run every model stage on chunks of
 # exactly `compute_chunk` samples, whatever batch the pipeline hands over, and on the CPU pin torch's
 # intra-op threads to CPU_THREADS while they compute.
-COMPUTE_CHUNKS = {"cpu": 8, "cuda": 32}  # samples per model call, by device type (every preset)
+#
+# The CUDA chunk (40, every stage of both methods) is chosen by reasoning until measured on a GPU
+# (benchmarks/bench_device.py sweeps chunks; see docs/build.md "Compute chunks"): it divides the default
+# --shard-size 1000, so no batch of a default build is padded; 40 x 257 = 10,280 tokens per transformer
+# GEMM (80 row tiles of 128 x 3 to 12 column tiles: >= 1.8 waves on 132 SMs); VQGAN and BigGAN activations
+# at 256 px of 40 images fit a 24 GB card in bf16, so every common GPU runs the same chunk (same bytes).
+COMPUTE_CHUNKS = {"cpu": 8, "cuda": 40}  # samples per model call, by device type (every preset)
 DEFAULT_COMPUTE_CHUNK = 8  # other device types
 CPU_THREADS = 1  # torch intra-op threads of CPU editor stages (CPU builds are smoke runs)
+AUTO_BATCH = "auto"  # --batch-size auto: the editor's compute chunk
+FALLBACK_AUTO_BATCH = 16  # --batch-size auto for editors without fixed compute chunks
 
 
 def compute_chunk_for(device: torch.device) -> int:
@@ -174,14 +100,32 @@ def compute_chunk_for(device: torch.device) -> int:
     return COMPUTE_CHUNKS.get(torch.device(device).type, DEFAULT_COMPUTE_CHUNK)
 
 
-def map_chunks(fn: Callable[..., Any], chunk: int | None, *args: Any) -> Any:
+def auto_batch_size(editor) -> int:
+    """--batch-size auto: the editor's compute chunk times its chunk workers (whole chunks, so no padding,
+    one per CPU core), or FALLBACK_AUTO_BATCH for editors that take any batch as it comes."""
+    chunk = getattr(editor, "compute_chunk", None)
+    return int(chunk) * int(getattr(editor, "chunk_workers", 1) or 1) if chunk else FALLBACK_AUTO_BATCH
+
+
+def cpu_chunk_workers() -> int:
+    """Threads that compute CPU chunks side by side: the cores this process may use (each chunk runs on
+    one thread with one torch intra-op thread, so a chunk's bytes do not depend on this number)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def map_chunks(fn: Callable[..., Any], chunk: int | None, *args: Any, workers: int = 1) -> Any:
     """fn over fixed-shape chunks of exactly `chunk` samples; returns fn's outputs for the real samples.
 
     args: per-sample tensors (leading dim B) or sequences of B items; fn returns a tensor or a tuple of
     tensors / lists with one entry per sample of its chunk. The last chunk is padded by repeating its last
     sample; padding results are discarded. Per-sample torch.Generators must not be passed (a padding copy
     would consume the real sample's draws): pass seeds and make the generators inside fn, so padding gets
-    fresh generators. chunk None: one call on the whole batch (the unpadded path of timing probes)."""
+    fresh generators. chunk None: one call on the whole batch (the unpadded path of timing probes).
+    workers > 1: chunks run concurrently in that many threads (each under the caller's grad mode), results
+    in chunk order; only for CPU work with one torch intra-op thread (see FixedChunks)."""
     n = len(args[0])
     if any(len(a) != n for a in args):
         raise ValueError(f"map_chunks: per-sample arguments of lengths {[len(a) for a in args]}")
@@ -189,11 +133,20 @@ def map_chunks(fn: Callable[..., Any], chunk: int | None, *args: Any) -> Any:
         raise TypeError("map_chunks: pass seeds, not torch.Generators (padding would share their draws)")
     if chunk is None or n == 0:
         return fn(*args)
-    pieces = []
-    for start in range(0, n, chunk):
+    grad = torch.is_grad_enabled()
+
+    def one(start: int):
         real = min(chunk, n - start)
-        out = fn(*(_pad(a[start:start + real], chunk) for a in args))
-        pieces.append(tuple(o[:real] for o in out) if isinstance(out, tuple) else out[:real])
+        with torch.set_grad_enabled(grad):  # grad mode is per thread
+            out = fn(*(_pad(a[start:start + real], chunk) for a in args))
+        return tuple(o[:real] for o in out) if isinstance(out, tuple) else out[:real]
+
+    starts = range(0, n, chunk)
+    if workers > 1 and len(starts) > 1:
+        with cf.ThreadPoolExecutor(min(workers, len(starts)), thread_name_prefix="genaug-chunk") as pool:
+            pieces = list(pool.map(one, starts))
+    else:
+        pieces = [one(start) for start in starts]
     if not isinstance(pieces[0], tuple):
         return _join(pieces)
     return tuple(_join(list(parts)) for parts in zip(*pieces))
@@ -247,10 +200,12 @@ class FixedChunks:
 
     compute_chunk: int | None = None
     cpu_threads: int | None = None
+    chunk_workers: int = 1  # chunks computed side by side (CPU only: one thread each)
 
     def init_chunks(self, device: torch.device) -> None:
         self.compute_chunk = compute_chunk_for(device)
         self.cpu_threads = CPU_THREADS if device.type == "cpu" else None
+        self.chunk_workers = cpu_chunk_workers() if device.type == "cpu" else 1
         self._chunk_hint_logged = False
 
     def run_chunked(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -261,12 +216,18 @@ class FixedChunks:
             log.info("batch of %d is not a multiple of the editor's fixed compute chunk of %d samples: the last "
                      "chunk of each batch is padded (same output, wasted compute); use a --batch-size that is a "
                      "multiple of %d", n, chunk, chunk)
-        with pinned_threads(self.cpu_threads), heuristic_cudnn():
-            return map_chunks(fn, chunk, *args)
+        workers = self.chunk_workers if self.cpu_threads == 1 else 1
+        # exact fp32 held by this thread for the whole call, so the chunk threads' own (nested) contexts
+        # find the flags as they want them and write nothing (the flags are process-global)
+        with pinned_threads(self.cpu_threads), heuristic_cudnn(), \
+                (exact_fp32() if workers > 1 else contextlib.nullcontext()):
+            return map_chunks(fn, chunk, *args, workers=workers)
 
     def chunk_facts(self) -> dict:
-        """For describe(): the settings that fix the kernels' shapes and threads."""
-        return {"compute_chunk": self.compute_chunk, "cpu_threads": self.cpu_threads}
+        """For describe(): the settings that fix the kernels' shapes and threads (chunk_workers does not
+        change the output)."""
+        return {"compute_chunk": self.compute_chunk, "cpu_threads": self.cpu_threads,
+                "chunk_workers": self.chunk_workers}
 
 
 class BuiltinSettings(FixedChunks):
@@ -282,13 +243,14 @@ class BuiltinSettings(FixedChunks):
         self.precision = precision
         self.amp_dtype = resolve_precision(precision, device)
         self.encoder_dtype = resolve_precision(precision, device, sensitive=True)
+        self.encoder_tf32 = encoder_uses_tf32(precision, device)
         self.options = dict(options)
         self.init_chunks(device)
 
     def settings_facts(self) -> dict:
         """For describe(): precision, autocast dtypes, device, random_init and the chunk settings."""
         return {"precision": self.precision, "autocast": dtype_name(self.amp_dtype),
-                "autocast_encoder": dtype_name(self.encoder_dtype), "device": str(self.device),
+                "autocast_encoder": dtype_name(self.encoder_dtype, self.encoder_tf32), "device": str(self.device),
                 "random_init": self.random_init, **self.chunk_facts()}
 
 

@@ -85,8 +85,9 @@ class NoiseEditor(BuiltinSettings, Editor):
         return to_uint8(best, -1.0, 1.0), chosen, dist
 
     def _features(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 or float [0, 1] (B, 3, H, W) -> (B, 2048) unit SwAV features, fp32 unless --precision bf16."""
-        with autocast(self.device, self.encoder_dtype):
+        """uint8 or float [0, 1] (B, 3, H, W) -> (B, 2048) unit SwAV features: fp32, TF32 under --precision
+        auto on CUDA, bf16 under --precision bf16."""
+        with autocast(self.device, self.encoder_dtype, self.encoder_tf32):
             return self.encoder(images).float()
 
     def _generate(self, z: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
-"""The built-in methods' declarations: their options, the checks of option values that need no model
-(run once, by `MethodSpec.validate_options`, before any weights are touched) and whether the options
-need each sample's label. No torch here: `genaug build --help` lists these options without it.
+"""The built-in methods' declarations: their options, the one definition of each check of their values
+(run once, by `MethodSpec.validate_options`, before any weights are touched; with the preset, also the
+checks against its model facts) and whether the options need each sample's label. No torch at import
+time: `genaug build --help` lists these options without it.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from genaug.registry import MethodSpec, OptionSpec
+from genaug.registry import MethodSpec, OptionSpec, Preset
 
 CLASS_TOKEN_HELP = "label (the sample's ImageNet label; unlabelled sources are refused), fixed:N, or random"
 MASK_PATTERNS = ("ring", "random", "blocks", "outpaint")  # the --mask choices
@@ -21,14 +22,16 @@ class MaskMethodSpec(MethodSpec):
     """MethodSpec that also checks the values that do not depend on the model, so a bad flag fails
     before any weights are downloaded or loaded."""
 
-    def validate_options(self, given: Mapping[str, Any]) -> dict:
-        out = super().validate_options(given)
+    def validate_options(self, given: Mapping[str, Any], preset: Preset | None = None) -> dict:
+        out = super().validate_options(given, preset)
         for name, pattern in _PATTERN_OPTIONS.items():
             if given.get(name) is not None and out["mask"] != pattern:
                 flag = "--" + name.replace("_", "-")
                 raise ValueError(f"{flag} applies to --mask {pattern} only, not --mask {out['mask']}; drop it "
                                  f"or pass --mask {pattern}")
         check_option_values(out)
+        if preset is not None:
+            check_model_options(out, preset.token_grid, preset.num_classes)
         return out
 
     def label_options(self, options: Mapping[str, Any]) -> list[str]:
@@ -56,6 +59,8 @@ MASK = MaskMethodSpec(
         OptionSpec("blocks", int, 4, "blocks: number of square blocks masked"),
         OptionSpec("block_size", int, 6, "blocks: side of each block in tokens"),
         OptionSpec("outpaint_scale", float, 0.75, "outpaint: side of the shrunk image as a fraction of the input"),
+        OptionSpec("compile", bool, False, "torch.compile the transformer pass and the decode step (CUDA graphs for "
+                   "the transformer on CUDA); same tokens as eager (tested on CPU), slower start-up"),
         OptionSpec("composite", bool, False, "blend the decoded image into the input with the blurred token mask, "
                    "as the official editing demo (default: the whole decoded image, as the paper)"),
     ),
@@ -111,13 +116,33 @@ def check_option_values(options: Mapping[str, Any]) -> None:
             raise ValueError(f"--{name.replace('_', '-')} {options[name]}: must be {rule}")
 
 
+def check_model_options(options: Mapping[str, Any], grid: int | None, num_classes: int | None) -> ClassToken:
+    """The checks against the model's token grid and class count (the mask patterns must fit the grid,
+    fixed:N must name a class); returns the parsed class token. ValueError naming the flag."""
+    import torch  # lazily, as the mask patterns: `genaug --help` imports no torch
+
+    from genaug.methods import masks as patterns
+
+    if grid is not None:
+        pattern = options["mask"]
+        if pattern == "ring":
+            patterns.ring_mask(grid, options["ring_width"])
+        elif pattern == "random":
+            patterns.random_mask(grid, options["mask_ratio"], torch.Generator().manual_seed(0))
+        elif pattern == "blocks":
+            patterns.block_mask(grid, options["blocks"], options["block_size"], torch.Generator().manual_seed(0))
+        else:
+            patterns.outpaint_tokens(grid, options["outpaint_scale"])
+    return ClassToken.parse(str(options["class_token"]), num_classes)
+
+
 # ---- noise (IC-GAN) ----------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class NoiseMethodSpec(MethodSpec):
     """MethodSpec that also checks option values, so a bad flag fails before weights are loaded."""
 
-    def validate_options(self, given: Mapping[str, Any]) -> dict:
-        out = super().validate_options(given)
+    def validate_options(self, given: Mapping[str, Any], preset: Preset | None = None) -> dict:
+        out = super().validate_options(given, preset)
         check_noise_options(out)
         return out
 

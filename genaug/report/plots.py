@@ -1,13 +1,14 @@
-"""PNG pictures for the report, drawn with matplotlib's object API (Agg, no pyplot, no display).
+"""PNG plots for the report, drawn with matplotlib's object API (Agg, no pyplot, no display).
 
 - ``ssim_hist.png``: one SSIM histogram per table row;
-- ``contact_<n>_<label>.png``: best / median / worst pairs by SSIM, real | aug, with captions;
 - ``throughput.png``: images/s per shard over the run, from the stats files.
+
+The contact sheets (``contact_<n>_<label>.png``) are drawn by ``genaug.contact_sheet.write_sheet``, the
+renderer `genaug inspect --grid` uses.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -46,31 +47,6 @@ def ssim_histograms(values: Mapping[str, Sequence[float]], path: Path) -> None:
         ax.legend(fontsize=8, loc="upper left")
     axes[-1].set_xlabel("SSIM (aug vs real)")
     _save(fig, path)
-
-
-def contact_sheet(cells: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str, path: Path,
-                  columns: int = 2) -> None:
-    """cells: (caption, real (H, W, 3) uint8, aug (H, W, 3) uint8); each cell shows real | aug."""
-    if not cells:
-        raise ValueError(f"no pairs to draw for {title!r}")
-    rows = math.ceil(len(cells) / columns)
-    fig = Figure(figsize=(4.2 * columns, 2.3 * rows + 0.4), layout="constrained")
-    fig.suptitle(title, fontsize=10)
-    axes = fig.subplots(rows, columns, squeeze=False).ravel()
-    for ax in axes:
-        ax.axis("off")
-    for ax, (caption, real, aug) in zip(axes, cells):
-        gap = np.full((real.shape[0], max(2, real.shape[1] // 32), 3), 255, dtype=np.uint8)
-        aug_view = aug if aug.shape == real.shape else _nearest(aug, real.shape[:2])
-        ax.imshow(np.concatenate([real, gap, aug_view], axis=1))
-        ax.set_title(caption, fontsize=8)
-    _save(fig, path)
-
-
-def _nearest(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    rows = np.arange(size[0]) * image.shape[0] // size[0]
-    cols = np.arange(size[1]) * image.shape[1] // size[1]
-    return image[rows][:, cols]
 
 
 def throughput(series: Mapping[str, Sequence[tuple[str, float]]], path: Path) -> Figure:

@@ -19,8 +19,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from genaug import __version__
+from genaug.contact_sheet import write_sheet
 from genaug.device import device_name
 from genaug.report import classic, fid, plots, tables
 from genaug.report.reader import Pair, ReportInputError, RunFolder, discover, iter_pairs
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+CONTACT_COLUMNS = 2  # pairs a row in the contact sheets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,10 +187,11 @@ def _contact_sheets(rows: list[Row], out_dir: Path, per_kind: int) -> dict[str, 
     for number, row in enumerate(r for r in rows if r.kind == "generative" and r.ssim):
         picks = _pick_pairs(row, per_kind)
         found = {p.key: p for p in iter_pairs(row.run, [], keys={key for _, key, _ in picks}, warn=False)}
-        cells = [(f"{name} {key} SSIM {value:.3f}", found[key].real, found[key].aug)
+        cells = [(f"{name} {key} SSIM {value:.3f}", Image.fromarray(found[key].real), Image.fromarray(found[key].aug))
                  for name, key, value in picks if key in found]
         name = f"contact_{number}_{plots.slug(row.label)}.png"
-        plots.contact_sheet(cells, f"{row.label}: real | aug, by SSIM", out_dir / name)
+        write_sheet(cells, out_dir / name, columns=CONTACT_COLUMNS, labels=True,
+                    title=f"{row.label}: real | aug, by SSIM")
         written[row.label] = name
     return written
 

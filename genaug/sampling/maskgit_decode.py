@@ -10,6 +10,10 @@ Per step s (from `start_iter` to `num_iter - 1`):
 The schedule is computed in float32 exactly as the official code does (float64 gives a different
 token count at some steps). Every step is static-shape tensor work without host synchronisation.
 All math here runs in fp32, whatever autocast is active.
+
+The Gumbel noise comes from (in order of precedence) `noise` (explicit, for the fidelity tests),
+`seeds` (one int64 seed per sample: counter-based uniforms, see `counter_rng`, the whole batch's noise
+of a step in one pass of integer kernels; what the editor uses) or `generator` (torch.Generators).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Callable, Sequence, Union
 
 import numpy as np
 import torch
+
+from genaug.sampling import counter_rng
 
 GeneratorArg = Union[None, torch.Generator, Sequence[torch.Generator]]
 NoiseArg = Union[None, Sequence[Union[None, tuple[torch.Tensor, torch.Tensor]]]]
@@ -67,8 +73,32 @@ def draw_gumbel(shape: tuple[int, ...], generator: GeneratorArg, batch: int,
     return gumbel_from_uniform(u.to(device))
 
 
+def counter_gumbel(keys: torch.Tensor, step: int, which: int, offsets: torch.Tensor,
+                   shape: tuple[int, ...]) -> torch.Tensor:
+    """(B, *shape) fp32 Gumbel noise of decode step `step` from per-sample keys (counter_rng.sample_keys):
+    which 0 = token sampling noise, 1 = re-masking choice noise. Counter range of (step, which): starts
+    at (2 * step + which) * 2**32, so ranges never overlap for shapes below 2**32 elements."""
+    first = (2 * step + which) << 32
+    u = counter_rng.uniform(keys, first, offsets)
+    return gumbel_from_uniform(u).view(keys.shape[0], *shape)
+
+
+class SeedNoise:
+    """Per-step Gumbel noise of a batch from per-sample seeds, counter offsets made once per decode."""
+
+    def __init__(self, seeds: torch.Tensor, length: int, codebook_size: int, device: torch.device) -> None:
+        self.keys = counter_rng.sample_keys(seeds.to(device, torch.int64, non_blocking=True))
+        self.length, self.codebook_size = length, codebook_size
+        self.sample_offsets = counter_rng.counter_offsets(length * codebook_size, device)
+        self.choice_offsets = self.sample_offsets[:length]
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (counter_gumbel(self.keys, step, 0, self.sample_offsets, (self.length, self.codebook_size)),
+                counter_gumbel(self.keys, step, 1, self.choice_offsets, (self.length,)))
+
+
 def _validate(seq: torch.Tensor, num_iter: int, start_iter: int, choice_temperature: float,
-              generator: GeneratorArg, noise: NoiseArg) -> None:
+              generator: GeneratorArg, noise: NoiseArg, seeds: torch.Tensor | None = None) -> None:
     if seq.dim() != 2 or seq.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"seq must be an int32/int64 tensor (B, L); got {tuple(seq.shape)} {seq.dtype}")
     if not isinstance(num_iter, int) or num_iter < 1:
@@ -82,6 +112,12 @@ def _validate(seq: torch.Tensor, num_iter: int, start_iter: int, choice_temperat
             raise ValueError(
                 f"got {len(generator)} generators for a batch of {seq.shape[0]}; pass one per sample"
             )
+    if seeds is not None:
+        if generator is not None:
+            raise ValueError("pass either seeds or generator, not both")
+        if not isinstance(seeds, torch.Tensor) or seeds.dtype != torch.int64 or tuple(seeds.shape) != seq.shape[:1]:
+            got = f"{seeds.dtype} {tuple(seeds.shape)}" if isinstance(seeds, torch.Tensor) else type(seeds).__name__
+            raise ValueError(f"seeds must be an int64 tensor ({seq.shape[0]},), one seed per sample; got {got}")
     if noise is not None and len(noise) != num_iter:
         raise ValueError(
             f"noise has {len(noise)} entries; give one (gumbel_sample, gumbel_choice) pair per step "
@@ -90,7 +126,8 @@ def _validate(seq: torch.Tensor, num_iter: int, start_iter: int, choice_temperat
 
 
 def _step_noise(noise: NoiseArg, step: int, generator: GeneratorArg, batch: int, length: int,
-                codebook_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+                codebook_size: int, device: torch.device,
+                seed_noise: SeedNoise | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     if noise is not None:
         g_sample, g_choice = noise[step]
         if tuple(g_sample.shape) != (batch, length, codebook_size) or tuple(g_choice.shape) != (batch, length):
@@ -99,6 +136,8 @@ def _step_noise(noise: NoiseArg, step: int, generator: GeneratorArg, batch: int,
                 f"({batch}, {length}, {codebook_size}) and ({batch}, {length})"
             )
         return g_sample.to(device, torch.float32), g_choice.to(device, torch.float32)
+    if seed_noise is not None:
+        return seed_noise(step)
     g_sample = draw_gumbel((length, codebook_size), generator, batch, device)  # official order:
     g_choice = draw_gumbel((length,), generator, batch, device)  # sample first, then choice
     return g_sample, g_choice
@@ -141,22 +180,30 @@ def decode_step(cur: torch.Tensor, logits: torch.Tensor, unknown_at_start: torch
 def parallel_decode(seq: torch.Tensor, logits_fn: Callable[[torch.Tensor], torch.Tensor], *,
                     codebook_size: int, num_iter: int = 12, start_iter: int = 0,
                     choice_temperature: float = 4.5, generator: GeneratorArg = None,
-                    noise: NoiseArg = None, mask_token_id: int = -1) -> torch.Tensor:
+                    noise: NoiseArg = None, mask_token_id: int = -1,
+                    seeds: torch.Tensor | None = None,
+                    step_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
     """seq (B, L) int, mask_token_id where unknown -> (B, num_iter, L) int64, every step's sampled
     sequence (steps before start_iter hold the input). logits_fn(seq (B, L)) -> (B, L, vocab);
-    only the first codebook_size logits are used, as in the official sampler."""
-    _validate(seq, num_iter, start_iter, choice_temperature, generator, noise)
+    only the first codebook_size logits are used, as in the official sampler. seeds: (B,) int64,
+    one per sample (counter-based noise; excludes generator). step_fn: replaces `decode_step` (same
+    signature; e.g. its torch.compile'd version)."""
+    _validate(seq, num_iter, start_iter, choice_temperature, generator, noise, seeds)
+    step_fn = decode_step if step_fn is None else step_fn
     batch, length = seq.shape
     cur = seq.long()
     with torch.autocast(device_type=seq.device.type, enabled=False):
         unknown_at_start = (cur == mask_token_id).sum(-1, keepdim=True).float()  # (B, 1)
         out = cur.unsqueeze(1).repeat(1, num_iter, 1)  # (B, num_iter, L)
         mask_ratios, temperatures = schedule_tensors(num_iter, choice_temperature, seq.device)
+        seed_noise = None if seeds is None or noise is not None else SeedNoise(seeds, length, codebook_size,
+                                                                                seq.device)
     for step in range(start_iter, num_iter):
         logits = logits_fn(cur)[..., :codebook_size]
         with torch.autocast(device_type=seq.device.type, enabled=False):
-            g_sample, g_choice = _step_noise(noise, step, generator, batch, length, codebook_size, seq.device)
-            sampled, cur = decode_step(cur, logits, unknown_at_start, g_sample, g_choice,
+            g_sample, g_choice = _step_noise(noise, step, generator, batch, length, codebook_size, seq.device,
+                                             seed_noise)
+            sampled, cur = step_fn(cur, logits, unknown_at_start, g_sample, g_choice,
                                        mask_ratios[step], temperatures[step], mask_token_id)
             out[:, step] = sampled
     return out

@@ -25,6 +25,8 @@ from typing import Iterable
 import numpy as np
 from PIL import Image
 
+from genaug.geometry import centre_square
+
 AUG_SIZE = 64  # side of the generative image, like a small editor output
 N_CLASSES = 4  # labels cycle over this many classes
 AUG_FORMATS = ("jpg", "png", "webp")
@@ -53,10 +55,9 @@ def structured_image(rng: np.random.Generator, width: int, height: int) -> np.nd
 
 
 def centre_crop_box(width: int, height: int) -> list[int]:
-    """[left, top, right, bottom] of the centred square crop (the model input region)."""
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    return [left, top, left + side, top + side]
+    """[left, top, right, bottom] of the centred square crop (the model input region), by the build's
+    rule (``genaug.geometry.centre_square``), as the json ``crop_box`` stores it."""
+    return list(centre_square(width, height))
 
 
 def _encode(array: np.ndarray, fmt: str) -> bytes:

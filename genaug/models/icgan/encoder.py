@@ -15,6 +15,7 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
 from genaug.checkpoint import load_checkpoint
+from genaug.geometry import centre_square
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,9 @@ class InstanceEncoder(nn.Module):
         else:
             raise ValueError(f"images have dtype {images.dtype}; expected uint8 or float in [0, 1]")
         height, width = x.shape[-2:]
-        side = min(height, width)
-        top, left = int(round((height - side) / 2.0)), int(round((width - side) / 2.0))
-        x = x[:, :, top : top + side, left : left + side]  # (B, 3, side, side)
+        left, top, right, bottom = centre_square(width, height)  # the build's crop rule
+        side = right - left
+        x = x[:, :, top:bottom, left:right]  # (B, 3, side, side)
         size = self.config.resize_to
         if side != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)

@@ -64,23 +64,31 @@ class MaskGIT(nn.Module):
     @torch.no_grad()
     def inpaint(self, seq: torch.Tensor, num_iter: int = 12, start_iter: int = 0,
                 choice_temperature: float = 4.5, generator: GeneratorArg = None,
-                noise: NoiseArg = None) -> torch.Tensor:
+                noise: NoiseArg = None, seeds: torch.Tensor | None = None) -> torch.Tensor:
         """Official `parallel_decode.decode` with logits restricted to the codebook.
 
         seq (B, L) int, -1 where masked -> (B, num_iter, L) int64: every step's sampled sequence;
         [:, -1] is the final one. generator: None, one Generator, or B per-sample Generators.
         noise: num_iter entries (per step s), each (gumbel_sample (B, L, codebook_size),
         gumbel_choice (B, L)) or None for s < start_iter; replaces fresh draws.
+        seeds: (B,) int64, one per sample: counter-based noise from the sample's seed alone (the
+        whole batch's noise of a step in one pass, no per-sample loop); excludes generator.
         """
+        self.check_seq(seq)
+        cfg = self.config
+        return parallel_decode(seq, self.codebook_logits, codebook_size=cfg.codebook_size, num_iter=num_iter,
+                               start_iter=start_iter, choice_temperature=choice_temperature,
+                               generator=generator, noise=noise, mask_token_id=cfg.mask_token_id, seeds=seeds)
+
+    def check_seq(self, seq: torch.Tensor) -> None:
+        """ValueError unless seq is an integer (B, seq_len) tensor of ids in [-1, vocab_size) (one host
+        synchronisation, before the decode loop)."""
         cfg = self.config
         if seq.dim() != 2 or seq.shape[1] != cfg.seq_len or seq.is_floating_point():
             raise ValueError(f"seq must be integer (B, {cfg.seq_len}); got {tuple(seq.shape)} {seq.dtype}")
         if bool(((seq < -1) | (seq >= cfg.vocab_size)).any()):  # one check before the loop
             raise ValueError(f"seq holds ids outside [-1, {cfg.vocab_size}); "
                              "codebook ids, then codebook_size + class, -1 for masked")
-        return parallel_decode(seq, self.codebook_logits, codebook_size=cfg.codebook_size, num_iter=num_iter,
-                               start_iter=start_iter, choice_temperature=choice_temperature,
-                               generator=generator, noise=noise, mask_token_id=cfg.mask_token_id)
 
     # ---- bookkeeping and checkpoints -------------------------------------------------------
     def parameter_counts(self) -> dict[str, int]:
