@@ -144,6 +144,7 @@ class _Runner:
         self.inputs = 0
         self._mark = time.perf_counter()  # end of the previous shard: a shard's wall time starts here
         self._run_files_at = float("-inf")  # when errors.jsonl and index.json were last rewritten
+        self.merge_later = False  # True when several ranks share --out (genaug.build.finalize merges the run files)
         self.finisher = ShardFinisher()  # closes full shards off this thread
 
     def run(self, events: Iterator[_Batch | _ChunkEnd]) -> None:
@@ -258,6 +259,8 @@ class _Runner:
             self.write_run_files()
 
     def write_run_files(self) -> None:
+        if self.merge_later:
+            return
         runfiles.write_run_files(self.config.out, self.stats.values())
         self._run_files_at = time.perf_counter()
 
@@ -379,6 +382,13 @@ def _run_shards(settings: BuildSettings, editor, progress: Progress | None, done
     runner.stats.update(done)
     events = iter_batches(iter(settings.source), settings.config.shard_size, settings.config.batch_size,
                           settings.config.limit, set(done))
+    drive(runner, pool, events)
+    return runner
+
+
+def drive(runner: _Runner, pool: cf.Executor, events: Iterator[_Batch | _ChunkEnd]) -> None:
+    """Run `events` through `runner`: a dead worker becomes BuildError, any failure drops the shards being
+    filled, and the worker pool is always shut down."""
     try:
         runner.run(events)
     except BrokenProcessPool as err:
@@ -390,7 +400,6 @@ def _run_shards(settings: BuildSettings, editor, progress: Progress | None, done
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return runner
 
 
 def _mark_interrupted(settings: BuildSettings, editor, started_at: str) -> None:

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from genaug.build.shard import done_stats, read_json, remove_temp_files, write_json_atomic, write_text_atomic
 from genaug.errors import ConfigError
@@ -109,9 +109,12 @@ def prepare_out(out: Path, overwrite: bool, fingerprint: str) -> dict[int, dict]
     return done_shards(out, fingerprint)
 
 
-def done_shards(out: Path, fingerprint: str) -> dict[int, dict]:
-    """Stats of the shards that are complete and intact; removes the leftovers of incomplete ones."""
+def done_shards(out: Path, fingerprint: str, only: Callable[[int], bool] | None = None) -> dict[int, dict]:
+    """Stats of the shards that are complete and intact; removes the leftovers of incomplete ones.
+    `only`: look at (and remove) only the shards whose index it accepts (one rank's share)."""
     files = _shard_files(out)
+    if only is not None:
+        files = {kind: [p for p in paths if only(parse_shard_file(p.name)[0])] for kind, paths in files.items()}
     done: dict[int, dict] = {}
     for path in files["json"]:
         index = parse_shard_file(path.name)[0]
@@ -151,8 +154,8 @@ def write_index(out: Path, stats: list[dict]) -> None:
     write_json_atomic(out / INDEX, index_document(out.name, stats))
 
 
-def write_manifest(out: Path, manifest: Mapping[str, Any]) -> None:
-    write_json_atomic(out / MANIFEST, dict(manifest))
+def write_manifest(out: Path, manifest: Mapping[str, Any], tag: str = "") -> None:
+    write_json_atomic(out / MANIFEST, dict(manifest), tag=tag)
 
 
 def write_run_files(out: Path, stats: Iterable[dict]) -> None:

@@ -198,16 +198,17 @@ def file_digests(path: Path) -> tuple[int, str]:
     return size, md5.hexdigest()
 
 
-def write_json_atomic(path: Path, document: object) -> None:
-    """Write JSON (sorted keys, trailing newline) under a temporary name and rename it into place."""
-    write_text_atomic(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
+def write_json_atomic(path: Path, document: object, tag: str = "") -> None:
+    """Write JSON (sorted keys, trailing newline) under a temporary name and rename it into place.
+    `tag` makes the temporary name unique when several processes may write `path` at once."""
+    write_text_atomic(path, json.dumps(document, indent=1, sort_keys=True) + "\n", tag=tag)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str, tag: str = "") -> None:
     """Write `text` under a temporary name, fsync it, rename it into place and fsync the folder (so the
     rename survives a power loss); on any error the temporary file is removed and the error raised."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
+    tmp = path.with_name(f".{path.name}{tag}{TMP_SUFFIX}")
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -139,6 +139,49 @@ def _logs_above_bar(active: bool):
         yield
 
 
+def without_rank_flags(args: list[str]) -> list[str]:
+    """The build arguments minus --rank/--world-size: the command recorded in manifest.json is the same
+    for every rank, and rerunning it (with any number of processes) completes the build."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--rank", "--world-size"):
+            skip = True
+        elif not arg.startswith(("--rank=", "--world-size=")):
+            kept.append(arg)
+    return kept
+
+
+@contextlib.contextmanager
+def _rank_prefix(ranks):
+    """Prefix log lines with the rank when several processes share a terminal (torchrun, srun)."""
+    if not ranks.distributed:
+        yield
+        return
+    prefix = logging.Formatter(f"[rank {ranks.rank}/{ranks.world_size}] %(levelname)s %(name)s: %(message)s")
+    handlers = list(logging.getLogger().handlers)
+    previous = [h.formatter for h in handlers]
+    for handler in handlers:
+        handler.setFormatter(prefix)
+    try:
+        yield
+    finally:
+        for handler, formatter in zip(handlers, previous, strict=True):
+            handler.setFormatter(formatter)
+
+
+def _run(config, ranks, progress):
+    """One process's build: the whole of it, or one rank's share (genaug.build.distributed)."""
+    if not ranks.distributed:
+        from genaug.build.pipeline import run_build
+
+        return run_build(config, progress=progress)
+    from genaug.build.distributed import run_rank
+
+    return run_rank(config, ranks, progress=progress)
+
+
 @click.command(cls=BuildCommand)
 @click.option("--method", required=True, metavar="METHOD", help="Augmentation method: mask (MaskGIT) or noise (IC-GAN).")
 @click.option("--preset", default=None, help="Model preset (see `genaug models`); default: the method's default.")
@@ -168,28 +211,39 @@ def _logs_above_bar(active: bool):
 @click.option("--overwrite", is_flag=True, help="Replace the build already in --out (otherwise it is resumed).")
 @click.option("--scores", default="", metavar="NAMES", help="Per-sample scores stored in each json, e.g. ssim.")
 @click.option("--quiet", is_flag=True, help="No progress bar, no summary, only warnings and errors in the log.")
+@click.option("--rank", default=None, type=int,
+              help="This process's rank in a build split over --world-size processes (job arrays); torchrun and "
+                   "srun set it themselves.")
+@click.option("--world-size", default=None, type=int, help="Number of processes sharing the build (with --rank).")
 def build(method, preset, data, out, batch_size, num_workers, device, precision, decode_device, limit, seed, shard_size,
-          aug_format, quality, weights, overwrite, scores, quiet, **method_values):
+          aug_format, quality, weights, overwrite, scores, quiet, rank, world_size, **method_values):
     """Write paired real/augmented WebDataset shards for every input image.
 
-    Rerunning the same command resumes: complete shards are kept and the rest is rebuilt.
+    Rerunning the same command resumes: complete shards are kept and the rest is rebuilt. Under torchrun
+    or srun, or with --rank/--world-size, each process builds its share of the shards (docs/build.md).
     """
     from genaug.build.config import BuildConfig  # here: the build imports torch, --help does not need it
-    from genaug.build.pipeline import BuildError, run_build
+    from genaug.build.pipeline import BuildError
+    from genaug.build.ranks import detect_ranks
 
     ctx = click.get_current_context()
+    try:
+        ranks = detect_ranks(rank, world_size)
+    except ConfigError as err:
+        raise click.UsageError(str(err)) from err
     config = BuildConfig(
         method=method, out=out, data=tuple(data) or None, preset=preset,
         options=_method_options(method, method_values), batch_size=batch_size, num_workers=num_workers,
         device=device, precision=precision, decode_device=decode_device, limit=limit, seed=seed, shard_size=shard_size,
         aug_format=aug_format, quality=quality, weights=weights, overwrite=overwrite,
         scores=tuple(s.strip() for s in scores.split(",") if s.strip()),
-        command=("genaug", "build", *ctx.meta.get("genaug_build_args", [])),
+        command=("genaug", "build", *without_rank_flags(ctx.meta.get("genaug_build_args", []))),
     )
-    progress = TqdmProgress() if not quiet and sys.stderr.isatty() else None
+    show_bar = not quiet and sys.stderr.isatty() and ranks.rank == 0
+    progress = TqdmProgress() if show_bar else None
     try:
-        with _quiet_logs(quiet), _logs_above_bar(progress is not None):
-            summary = run_build(config, progress=progress)
+        with _quiet_logs(quiet), _logs_above_bar(progress is not None), _rank_prefix(ranks):
+            summary = _run(config, ranks, progress)
     except ConfigError as err:
         raise click.UsageError(str(err)) from err
     except BuildError as err:
@@ -205,14 +259,18 @@ def build(method, preset, data, out, batch_size, num_workers, device, precision,
     finally:
         if progress is not None:
             progress.close()
+    whole = not ranks.distributed or (ranks.meets and ranks.rank == 0)  # the summary covers every shard
     if not quiet:
+        who = ""
+        if ranks.distributed:
+            who = f"rank {ranks.rank} of {ranks.world_size} ({'whole build' if whole else 'its own shards'}): "
         empty = f", {summary.empty_shards} empty (every input skipped)" if summary.empty_shards else ""
         click.echo(
-            f"{summary.samples} pairs written, {summary.errors} inputs skipped (see errors.jsonl), "
+            f"{who}{summary.samples} pairs written, {summary.errors} inputs skipped (see errors.jsonl), "
             f"{summary.shards} shards ({summary.shards_resumed} resumed{empty}) in {summary.out}; "
             f"{summary.wall_s:.1f} s, {summary.images_per_s:.1f} images/s"
         )
-    if summary.samples == 0 and summary.errors > 0:
+    if whole and summary.samples == 0 and summary.errors > 0:
         raise click.ClickException(
             f"no pairs written: all {summary.errors} inputs were skipped; their reasons are in "
             f"{summary.out}/errors.jsonl"

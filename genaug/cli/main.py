@@ -21,6 +21,9 @@ COMMANDS = {
                 "torch file."),
     "report": ("genaug.cli.report:report", "Write the cost-benefit report of the genaug shards in SHARDS (build "
                "folders or .tar files)."),
+    "finalize": ("genaug.cli.finalize:finalize", "Merge the shards of all ranks of a build (--rank/--world-size) "
+                 "into one run: errors.jsonl, index.json and a complete manifest.json, as a single-process build "
+                 "writes them."),
 }
 
 
