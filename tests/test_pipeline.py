@@ -11,7 +11,8 @@ from imagefactory import make_imagenet_folder, make_wds_shards
 from PIL import Image
 
 from genaug.build import batches, pipeline
-from genaug.build.pipeline import BuildConfig, BuildError, count_inputs_in_background, iter_batches, run_build
+from genaug.build.chunks import count_inputs_in_background, iter_batches
+from genaug.build.pipeline import BuildConfig, BuildError, run_build
 from genaug.build.preprocess import prepare
 from genaug.build.sources import SourceItem, open_source
 from genaug.report.scores import compute_scores

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from genaug.build import runfiles
+from genaug.build.chunks import iter_batches
 from genaug.build.config import BuildConfig, BuildSettings, create_out_dir, resolve
 from genaug.build.finalize import (
     DONE,
@@ -44,19 +45,18 @@ from genaug.build.finalize import (
     write_identity,
     write_rank_state,
 )
+from genaug.build.manifest import manifest_document, utc_now
 from genaug.build.pipeline import (
     BuildError,
     BuildSummary,
     Progress,
     _check_previous,
     _checked_editor,
-    _manifest,
     _Runner,
-    _utc_now,
     drive,
-    iter_batches,
-    probe_batch1_ms,
+    with_batch_size,
 )
+from genaug.build.probe import probe_batch1_ms, probe_plan
 from genaug.build.ranks import Ranks, rank_device
 from genaug.build.workers import make_executor
 from genaug.device import device_name
@@ -256,6 +256,7 @@ def _remove_own_temp_files(out: Path, ranks: Ranks) -> None:
 def _rank_work(settings: BuildSettings, editor, ranks: Ranks, started: tuple[float, float],
                progress: Progress | None) -> tuple[dict, list[dict]]:
     """Build this rank's missing shards; returns its final state document and its shards' stats."""
+    settings = with_batch_size(settings, editor)
     out, config = settings.config.out, settings.config
     _remove_own_temp_files(out, ranks)
     done = runfiles.done_shards(out, settings.fingerprint, only=ranks.owns)
@@ -263,8 +264,9 @@ def _rank_work(settings: BuildSettings, editor, ranks: Ranks, started: tuple[flo
              "launcher": ranks.launcher, "status": RUNNING, "device": str(settings.device),
              "device_name": device_name(settings.device), "started_unix": started[0], "shards_resumed": len(done)}
     write_rank_state(out, state)
-    state["batch1_ms_per_image"] = round(probe_batch1_ms(editor, settings.device, config.seed), 3)
-    runfiles.write_manifest(out, _manifest(settings, editor, status="running", started_at=_utc_now()),
+    state["batch1_ms_per_image"] = round(probe_batch1_ms(editor, settings.device, config.seed,
+                                                                **probe_plan(settings.device)), 3)
+    runfiles.write_manifest(out, manifest_document(settings, editor, status="running", started_at=utc_now()),
                             tag=f".rank{ranks.rank}")
     if progress is not None:
         progress.start(None)

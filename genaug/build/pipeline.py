@@ -13,11 +13,10 @@ import collections
 import concurrent.futures as cf
 import dataclasses
 import logging
-import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol
+from typing import Iterator, Protocol
 
 from genaug.build import runfiles
 from genaug.build.batches import (
@@ -29,6 +28,7 @@ from genaug.build.batches import (
     run_info,
     start_edit,
 )
+from genaug.build.chunks import _Batch, _ChunkEnd, count_inputs_in_background, iter_batches
 from genaug.build.config import BuildConfig, BuildSettings, ConfigError, create_out_dir, resolve
 from genaug.build.devicedecode import decode_on_device
 from genaug.build.editor import make_editor
@@ -76,45 +76,6 @@ class BuildSummary:
     empty_shards: int  # shards with no sample (every input of the chunk skipped)
     wall_s: float  # seconds this run took
     images_per_s: float  # inputs of this run per second
-
-
-@dataclasses.dataclass(frozen=True)
-class _Batch:
-    chunk: int  # shard index
-    items: list  # SourceItems of one batch, all of the same chunk
-
-
-@dataclasses.dataclass(frozen=True)
-class _ChunkEnd:
-    chunk: int
-
-
-def iter_batches(items: Iterable, shard_size: int, batch_size: int, limit: int | None,
-                 skip: set[int]) -> Iterator[_Batch | _ChunkEnd]:
-    """Group the item stream into batches within chunks, with an end marker after each chunk.
-    Items of chunks in `skip` are passed over without being read."""
-    current, batch = None, []
-    for item in items:
-        if limit is not None and item.index >= limit:
-            break
-        chunk = item.index // shard_size
-        if chunk != current:
-            if batch:
-                yield _Batch(current, batch)
-                batch = []
-            if current is not None and current not in skip:
-                yield _ChunkEnd(current)
-            current = chunk
-        if chunk in skip:
-            continue
-        batch.append(item)
-        if len(batch) == batch_size:
-            yield _Batch(chunk, batch)
-            batch = []
-    if batch:
-        yield _Batch(current, batch)
-    if current is not None and current not in skip:
-        yield _ChunkEnd(current)
 
 
 class _Runner:
@@ -279,29 +240,6 @@ class _Runner:
             log.warning("cannot update errors.jsonl and index.json in %s: %s", self.config.out, err)
 
 
-def count_inputs_in_background(source, limit: int | None, progress: Progress) -> threading.Thread | None:
-    """Count the inputs in a thread and hand the total to ``progress.set_total`` (for an ETA).
-    Shard sources are not counted: that would read every image twice."""
-    if source.kind == "shards" or not hasattr(progress, "set_total"):
-        return None
-
-    def count() -> None:
-        n = 0
-        try:
-            for _ in source:
-                n += 1
-                if limit is not None and n >= limit:
-                    break
-        except (OSError, ValueError) as err:  # the build itself reports problems with the source
-            log.debug("counting the inputs stopped: %s", err)
-            return
-        progress.set_total(n)
-
-    thread = threading.Thread(target=count, name="genaug-count-inputs", daemon=True)
-    thread.start()
-    return thread
-
-
 def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildSummary:
     """Validate `config`, then build (or resume) the shards in `config.out`.
 
@@ -327,6 +265,15 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildSum
         raise BuildError(os_error_message(err)) from err
 
 
+def with_batch_size(settings: BuildSettings, editor) -> BuildSettings:
+    """`settings` with --batch-size auto replaced by the number it becomes for `editor` (and recorded as such)."""
+    if settings.config.batch_size != AUTO_BATCH:
+        return settings
+    batch_size = auto_batch_size(editor)
+    log.info("--batch-size auto: %d (the editor's compute chunk x its chunk threads)", batch_size)
+    return dataclasses.replace(settings, config=dataclasses.replace(settings.config, batch_size=batch_size))
+
+
 def _check_previous(settings: BuildSettings) -> None:
     config = settings.config
     runfiles.check_previous_build(config.out, config.overwrite, settings.fingerprint, settings.fingerprint_inputs)
@@ -346,10 +293,7 @@ def _build(settings: BuildSettings, editor, start: float, started_at: str,
            progress: Progress | None) -> BuildSummary:
     """Every write of the run inside: an OS error anywhere (the first manifest write included) is one
     clean BuildError naming the file; the run's temporary files are removed."""
-    if settings.config.batch_size == AUTO_BATCH:  # recorded as the number it became
-        batch_size = auto_batch_size(editor)
-        settings = dataclasses.replace(settings, config=dataclasses.replace(settings.config, batch_size=batch_size))
-        log.info("--batch-size auto: %d (the editor's compute chunk x its chunk threads)", batch_size)
+    settings = with_batch_size(settings, editor)
     out = settings.config.out
     manifest_written = False
     try:
