@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 import statistics
 import tarfile
 from collections import Counter
@@ -26,7 +25,6 @@ from genaug.build.preprocess import exif_orientation
 from genaug.format import (
     AUG_MEMBERS,
     CLS,
-    ERRORS,
     JSON,
     JSON_FIELDS,
     LATER_JSON_FIELDS,
@@ -34,9 +32,9 @@ from genaug.format import (
     expand_paths,
     find_shards,
     iter_tar_stream,
-    parse_shard_file,
 )
 from genaug.runcheck import Measured, check_run, run_folders
+from genaug.runerrors import errors_for, load_run_errors, reason_kind
 from genaug.runstatus import BuildStatus, read_build_status, unstarted_build
 
 log = logging.getLogger(__name__)
@@ -269,7 +267,7 @@ def _image_size(data: bytes, full: bool, upright: bool = False) -> tuple[int, in
 def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
     """Report on the shards named by `paths` (see resolve_shards); verify: decode and check all."""
     shards = resolve_shards(paths)
-    run_errors = _load_run_errors({p.parent for p in shards})
+    run_errors = load_run_errors({p.parent for p in shards})
     reports, problems, scores = [], [], {}
     measured: dict[Path, dict[str, Measured]] = {}
     for path in shards:
@@ -283,7 +281,7 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
             measured.setdefault(path.parent, {})[path.name] = Measured(digest[0], digest[1], summary.nsamples)
         report = summary.report()
         report["stats"] = _stats_digest(stats)
-        report["errors"] = _errors_for(path, run_errors.get(path.parent, []))
+        report["errors"] = errors_for(path, run_errors.get(path.parent, []))
         reports.append(report)
         problems.extend(summary.problems)
         for name, values in summary.scores.items():
@@ -300,7 +298,7 @@ def inspect_shards(paths: Sequence[str], verify: bool = False) -> dict:
         "methods": dict(sum((Counter(r["methods"]) for r in reports), Counter())),
         "presets": dict(sum((Counter(r["presets"]) for r in reports), Counter())),
         "errors_recorded": len(all_errors),
-        "error_reasons": dict(Counter(_reason_kind(e.get("reason", "")) for e in all_errors).most_common()),
+        "error_reasons": dict(Counter(reason_kind(e.get("reason", "")) for e in all_errors).most_common()),
         "scores": summarise_scores(scores),
         "problems": len(problems),
     }
@@ -360,44 +358,3 @@ def _stats_digest(stats: dict | None) -> dict | None:
         return None
     keep = ("nsamples", "nerrors", "filesize", "md5sum", "device", "device_name", "batch_size", "images_per_s")
     return {k: stats[k] for k in keep if k in stats}
-
-
-def _load_run_errors(folders: set[Path]) -> dict[Path, list[dict]]:
-    """errors.jsonl lines per run folder (folders without one are left out)."""
-    found = {}
-    for folder in sorted(folders):
-        path = folder / ERRORS
-        if not path.is_file():
-            continue
-        lines = []
-        with open(path, encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    lines.append(json.loads(line))
-                except ValueError:
-                    log.warning("%s line %d is not JSON; ignored", path, lineno)
-        found[folder] = [e for e in lines if isinstance(e, dict)]
-    return found
-
-
-def _shard_number(value) -> int | None:
-    """The shard index of an errors.jsonl `shard` value: 3, "3", "shard-0003" or "shard-0003.tar"."""
-    if isinstance(value, int):
-        return value
-    match = re.search(r"(\d+)", str(value))
-    return int(match.group(1)) if match else None
-
-
-def _errors_for(path: Path, errors: list[dict]) -> dict:
-    parsed = parse_shard_file(path.name)
-    number = parsed[0] if parsed else None
-    mine = [e for e in errors if number is not None and _shard_number(e.get("shard")) == number]
-    return {"count": len(mine), "reasons": dict(Counter(_reason_kind(e.get("reason", "")) for e in mine)),
-            "examples": [{k: e.get(k) for k in ("key", "path", "reason")} for e in mine[:3]]}
-
-
-def _reason_kind(reason: str) -> str:
-    """The general part of an error reason ("image too small: 8x8 px ..." -> "image too small")."""
-    return re.split(r"[:(]", str(reason), maxsplit=1)[0].strip() or "unknown"
