@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from typing import Callable, Mapping
 
 from tqdm import tqdm
 
+from genaug.hashing import file_digest
 from genaug.methods.catalog import CONVERTERS as BUILTIN_CONVERTERS
 from genaug.registry import CONVERTED_NAME, Preset, WeightFile
 
@@ -105,11 +105,7 @@ def sha256_file(path: Path) -> str:
 
 def hash_bytes(path: Path) -> str:
     """sha256 of the bytes of `path`, read now (no cache)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _sidecar(path: Path) -> Path:

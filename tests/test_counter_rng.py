@@ -3,6 +3,7 @@ the editor's decode (eager and torch.compile'd) on the tiny config."""
 
 import pytest
 import torch
+from tokenfactory import ring_seq
 
 from genaug.models.maskgit import MaskGIT, MaskGITConfig
 from genaug.sampling import counter_rng
@@ -15,15 +16,6 @@ SEEDS = [0, 1, 12345, (1 << 63) - 1, -5]  # -5: any 64-bit pattern is a valid se
 def model():
     torch.manual_seed(2)
     return MaskGIT(MaskGITConfig.tiny()).eval()
-
-
-def _ring_seq(model, batch: int, seed: int) -> torch.Tensor:
-    cfg = model.config
-    g = torch.Generator().manual_seed(seed)
-    grid = torch.randint(0, cfg.codebook_size, (batch, cfg.latent_size, cfg.latent_size), generator=g)
-    grid[:, 1:-1, 1:-1] = -1
-    cls = cfg.codebook_size + torch.randint(0, cfg.num_classes, (batch, 1), generator=g)
-    return torch.cat([cls, grid.flatten(1)], dim=1)
 
 
 def test_uniforms_equal_the_pure_python_splitmix64():
@@ -60,7 +52,7 @@ def test_uniforms_look_uniform_and_steps_are_uncorrelated():
 
 
 def test_seeded_decode_is_batch_independent_and_seed_dependent(model):
-    seqs = _ring_seq(model, 4, seed=3)
+    seqs = ring_seq(model, 4, seed=3)
     seeds = torch.tensor([42, 7, 8, 9])
     alone = model.inpaint(seqs[:1], seeds=seeds[:1])
     batched = model.inpaint(seqs, seeds=seeds)
@@ -72,7 +64,7 @@ def test_seeded_decode_is_batch_independent_and_seed_dependent(model):
 
 
 def test_seeded_decode_equals_the_same_noise_injected(model):
-    seq = _ring_seq(model, 2, seed=5)
+    seq = ring_seq(model, 2, seed=5)
     seeds = torch.tensor([10, 11])
     noise = SeedNoise(seeds, model.config.seq_len, model.config.codebook_size, torch.device("cpu"))
     injected = model.inpaint(seq, noise=[noise(s) for s in range(12)])
@@ -87,7 +79,7 @@ def test_seeded_decode_equals_the_same_noise_injected(model):
 ])
 def test_seeds_are_validated(model, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        model.inpaint(_ring_seq(model, 2, seed=0), **kwargs)
+        model.inpaint(ring_seq(model, 2, seed=0), **kwargs)
 
 
 @pytest.mark.slow
@@ -121,7 +113,7 @@ def test_counter_noise_is_the_same_on_cuda_and_cpu():
 @pytest.mark.gpu
 def test_seeded_decode_loop_does_not_synchronise_with_the_host_on_cuda():
     model = MaskGIT(MaskGITConfig.tiny()).cuda().eval()
-    seq = _ring_seq(model, 4, seed=0).cuda()
+    seq = ring_seq(model, 4, seed=0).cuda()
     seeds = torch.arange(4, dtype=torch.int64, device="cuda")
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
         expected = model.inpaint(seq, seeds=seeds)
@@ -140,7 +132,7 @@ def test_compiled_decode_with_cuda_graphs_gives_the_eager_tokens():
 
     torch.manual_seed(2)
     model = MaskGIT(MaskGITConfig.tiny()).cuda().eval()
-    seq = _ring_seq(model, 8, seed=1).cuda()
+    seq = ring_seq(model, 8, seed=1).cuda()
     seeds = torch.arange(8, dtype=torch.int64, device="cuda")
     logits_fn, step_fn = compiled_decode_fns(model, torch.device("cuda"))
     with torch.no_grad():

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from tokenfactory import ring_seq
 
 from genaug.models.maskgit import MaskGIT, MaskGITConfig
 from genaug.sampling.maskgit_decode import cosine_mask_ratio, decode_step, draw_gumbel, schedule_tensors
@@ -14,22 +15,12 @@ def model():
     return MaskGIT(MaskGITConfig.tiny()).eval()
 
 
-def _ring_seq(model, batch: int, seed: int) -> torch.Tensor:
-    """Random image tokens with the 14x14 interior masked, class token first."""
-    cfg = model.config
-    g = torch.Generator().manual_seed(seed)
-    grid = torch.randint(0, cfg.codebook_size, (batch, cfg.latent_size, cfg.latent_size), generator=g)
-    grid[:, 1:-1, 1:-1] = -1
-    cls = cfg.codebook_size + torch.randint(0, cfg.num_classes, (batch, 1), generator=g)
-    return torch.cat([cls, grid.flatten(1)], dim=1)
-
-
 def _gens(seeds):
     return [torch.Generator().manual_seed(s) for s in seeds]
 
 
 def test_known_tokens_kept_and_all_masked_tokens_filled(model):
-    seq = _ring_seq(model, 3, seed=0)
+    seq = ring_seq(model, 3, seed=0)
     out = model.inpaint(seq, generator=_gens([1, 2, 3]))
     assert out.shape == (3, 12, model.config.seq_len) and out.dtype == torch.int64
     known = seq != -1
@@ -41,7 +32,7 @@ def test_known_tokens_kept_and_all_masked_tokens_filled(model):
 
 
 def test_codebook_logits_are_the_codebook_slice_of_the_full_logits(model):
-    seq = _ring_seq(model, 2, seed=4)
+    seq = ring_seq(model, 2, seed=4)
     with torch.no_grad():
         full = model.logits(seq)
         part = model.codebook_logits(seq)
@@ -51,7 +42,7 @@ def test_codebook_logits_are_the_codebook_slice_of_the_full_logits(model):
 
 
 def test_per_sample_generators_make_output_independent_of_batch(model):
-    seqs = _ring_seq(model, 4, seed=3)
+    seqs = ring_seq(model, 4, seed=3)
     alone = model.inpaint(seqs[:1], generator=_gens([42]))
     batched = model.inpaint(seqs, generator=_gens([42, 7, 8, 9]))
     others = model.inpaint(torch.cat([seqs[:1], seqs[2:]]), generator=_gens([42, 5, 6]))
@@ -60,7 +51,7 @@ def test_per_sample_generators_make_output_independent_of_batch(model):
 
 
 def test_injected_noise_reproduces_generator_draws_in_official_order(model):
-    seq = _ring_seq(model, 2, seed=5)
+    seq = ring_seq(model, 2, seed=5)
     cfg, length = model.config, model.config.seq_len
     gens = _gens([10, 11])
     noise = []
@@ -107,7 +98,7 @@ def test_bf16_autocast_runs_with_fp32_sampling(model):
 def test_output_head_runs_in_fp32_under_bf16_autocast(model):
     """The tied-embedding projection + bias gives float32 logits computed from float32 operands, so
     log p and the sampled tokens are not rounded to bf16; the layers before it still run in bf16."""
-    seq = _ring_seq(model, 2, seed=3)
+    seq = ring_seq(model, 2, seed=3)
     seen = {}
 
     def keep(name):
@@ -145,11 +136,11 @@ def test_output_head_runs_in_fp32_under_bf16_autocast(model):
 ])
 def test_inpaint_validates_arguments(model, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        model.inpaint(_ring_seq(model, 2, seed=0), **kwargs)
+        model.inpaint(ring_seq(model, 2, seed=0), **kwargs)
 
 
 def test_inputs_are_validated(model):
-    seq = _ring_seq(model, 1, seed=0)
+    seq = ring_seq(model, 1, seed=0)
     with pytest.raises(ValueError, match="outside"):
         model.inpaint(seq.clone().fill_(model.config.vocab_size))
     with pytest.raises(ValueError, match=r"\(B, 257\)"):
@@ -167,7 +158,7 @@ def test_decode_loop_does_not_synchronise_with_the_host_on_cuda():
     from genaug.sampling.maskgit_decode import parallel_decode
 
     model = MaskGIT(MaskGITConfig.tiny()).cuda().eval()
-    seq = _ring_seq(model, 4, seed=0).cuda()
+    seq = ring_seq(model, 4, seed=0).cuda()
 
     def gens():
         return [torch.Generator(device="cuda").manual_seed(s) for s in range(4)]

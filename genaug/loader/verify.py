@@ -14,18 +14,17 @@ on, and no rank ever runs a different number of steps from the others).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 
 from genaug.format import is_remote
+from genaug.hashing import file_digest
 from genaug.loader.shardindex import ShardIndex
 from genaug.loader.tarread import ShardMismatchError
 
 log = logging.getLogger(__name__)
 
 VERIFY_MODES = ("none", "size", "md5")
-_CHUNK = 1 << 20
 
 
 def verify_mode(verify) -> str:
@@ -41,11 +40,7 @@ def verify_mode(verify) -> str:
 
 
 def file_md5(path: str) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def shard_problem(url: str, filesize: int | None, md5sum: str | None, mode: str) -> str | None:
